@@ -1,0 +1,1 @@
+"""Twofold: a double-entry ledger service."""

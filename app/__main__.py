@@ -1,0 +1,58 @@
+"""`python -m app serve`: start what is missing, migrate, serve with WORKERS processes.
+
+`python -m app migrate` only migrates DATABASE_URL.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import sys
+from types import FrameType
+
+from app.embedded import migrate, prepare, stop_all
+from app.settings import environment
+
+
+def serve() -> int:
+    env = environment()
+    stops = prepare(env)
+    command = [
+        sys.executable, "-m", "granian",
+        "--interface", "asgi",
+        "--factory",
+        "--host", env.get("HOST", "127.0.0.1"),
+        "--port", env.get("PORT", "8910"),
+        "--workers", env.get("WORKERS", "2"),
+        "--log-level", env.get("LOG_LEVEL", "info").lower(),
+        "--no-ws",
+        "app.main:create_app",
+    ]  # fmt: skip
+    server = subprocess.Popen(command, env=env)
+
+    def forward(signum: int, _: FrameType | None) -> None:
+        server.send_signal(signal.SIGINT if signum == signal.SIGINT else signal.SIGTERM)
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    try:
+        return server.wait()
+    finally:
+        stop_all(stops)
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.WARNING, format="twofold: %(message)s")
+    action = sys.argv[1] if len(sys.argv) > 1 else "serve"
+    if action == "serve":
+        return serve()
+    if action == "migrate":
+        migrate(environment()["DATABASE_URL"])
+        return 0
+    print(f"usage: python -m app [serve|migrate], not {action!r}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""HTTP controllers: decode, call the ledger, encode."""

@@ -1,0 +1,120 @@
+"""`/v1/accounts`: create, read, replace data, balances at an instant, the journal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Controller, Request, Response, get, post, put
+from litestar.datastructures import State
+
+from app.controllers.paths import split_rest, tenant_of
+from app.controllers.schemas import (
+    AccountIn,
+    AccountOut,
+    BalancesAtOut,
+    DataIn,
+    EntriesOut,
+    EntryOut,
+    account_out,
+    balance_out,
+    utc_now,
+)
+from app.ledger.documents import new_id, parse_instant
+from app.ledger.errors import InvalidRequest, NotFound
+from app.ledger.money import check_currency, format_amount
+from app.ledger.rules import Rule
+from app.ledger.service import Ledger
+from app.models.store import PostgresStore
+
+PAGE_LIMIT_MAX = 1000
+PAGE_LIMIT_DEFAULT = 100
+PREFIX = "/v1/accounts"
+
+
+def page_limit(value: str | None) -> int:
+    if value is None:
+        return PAGE_LIMIT_DEFAULT
+    if not value.isdigit() or not 1 <= int(value) <= PAGE_LIMIT_MAX:
+        raise InvalidRequest(f"limit: a whole number from 1 to {PAGE_LIMIT_MAX}")
+    return int(value)
+
+
+def decode_data(body: bytes) -> DataIn:
+    try:
+        return msgspec.json.decode(body, type=DataIn)
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(f"body: {exc}") from exc
+
+
+class AccountController(Controller):
+    path = PREFIX
+
+    @post("/", status_code=201)
+    async def create(
+        self, request: Request[Any, Any, State], data: AccountIn, ledger: Ledger
+    ) -> Response[AccountOut]:
+        account_id = new_id() if data.id is None else data.id
+        account, created = await ledger.create_account(
+            tenant_of(request), account_id, Rule(data.balance_rule), data.data
+        )
+        return Response(account_out(account), status_code=201 if created else 200)
+
+    @get("/{rest:path}")
+    async def read(
+        self,
+        request: Request[Any, Any, State],
+        ledger: Ledger,
+        store: PostgresStore,
+        at: str | None = None,
+        currency: str | None = None,
+        limit: str | None = None,
+        after: str | None = None,
+    ) -> AccountOut | BalancesAtOut | EntriesOut:
+        """An account; `/balances` as they stood at `at`; `/entries`, its journal."""
+        tenant = tenant_of(request)
+        account_id, suffix = split_rest(request, PREFIX, ("balances", "entries"))
+        account = await ledger.account(tenant, account_id)
+        if currency is not None:
+            check_currency(currency, "currency")
+        if suffix == "balances":
+            instant = utc_now() if at is None else parse_instant(at, "at")
+            rows = await store.balances_at(tenant, account.id, instant, currency)
+            return BalancesAtOut(
+                account=account.id,
+                at=instant,
+                balances={
+                    r.currency: balance_out(r.posted, r.pending_in, r.pending_out) for r in rows
+                },
+            )
+        if suffix == "entries":
+            page, cursor = await store.entries(
+                tenant, account.id, currency, page_limit(limit), after
+            )
+            return EntriesOut(
+                items=[
+                    EntryOut(
+                        seq=e.seq,
+                        transaction_id=e.transaction_id,
+                        currency=e.currency,
+                        amount=format_amount(e.amount),
+                        kind=e.kind,
+                        posted=format_amount(e.posted),
+                        pending_in=format_amount(e.pending_in),
+                        pending_out=format_amount(e.pending_out),
+                        available=format_amount(e.posted - e.pending_out),
+                        timestamp=e.timestamp,
+                    )
+                    for e in page
+                ],
+                next=cursor,
+            )
+        return account_out(account)
+
+    @put("/{rest:path}")
+    async def replace_data(self, request: Request[Any, Any, State], ledger: Ledger) -> AccountOut:
+        account_id, suffix = split_rest(request, PREFIX, ("balances", "entries"))
+        if suffix:
+            raise NotFound("no such resource")
+        body = decode_data(await request.body())
+        return account_out(await ledger.replace_account_data(tenant_of(request), account_id, body.data))

@@ -1,0 +1,29 @@
+"""Ids may hold `/`: the rest of a path is split on its raw (still encoded) slashes."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote
+
+from litestar import Request
+
+from app.ledger.errors import NotFound
+
+
+def split_rest(request: Request[Any, Any, Any], prefix: str, suffixes: tuple[str, ...]) -> tuple[str, str]:
+    """(id, suffix) from `{prefix}/{id}[/{suffix}]`; `%2F` inside an id stays in the id."""
+    raw = request.scope.get("raw_path") or request.scope["path"].encode()
+    rest = bytes(raw).decode("latin-1").partition("?")[0][len(prefix) + 1 :]
+    head, slash, last = rest.rpartition("/")
+    if slash and head and last in suffixes:
+        resource_id, suffix = unquote(head), last
+    else:
+        resource_id, suffix = unquote(rest), ""
+    if not resource_id:
+        raise NotFound("no such resource")
+    return resource_id, suffix
+
+
+def tenant_of(request: Request[Any, Any, Any]) -> str:
+    tenant: str = request.scope["state"]["tenant"]
+    return tenant

@@ -1,0 +1,208 @@
+"""Request and response bodies (msgspec Structs) and their conversions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+import msgspec
+
+from app.ledger.documents import (
+    Draft,
+    Line,
+    Mode,
+    fingerprint,
+    new_id,
+    parse_instant,
+    parse_lines,
+    shorthand_lines,
+)
+from app.ledger.errors import InvalidRequest
+from app.ledger.money import check_id, format_amount
+from app.ledger.rules import Head
+from app.ledger.service import Account, Transaction
+
+_encode_sorted = msgspec.json.Encoder(order="sorted", decimal_format="string").encode
+
+
+class Body(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=False):
+    """Every request body rejects fields the contract does not name."""
+
+
+class AccountIn(Body):
+    id: str | None = None
+    balance_rule: Literal["non_negative", "non_positive", "any"] = "non_negative"
+    data: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class DataIn(Body):
+    data: dict[str, Any]
+
+
+class LineIn(Body):
+    account: str
+    currency: str
+    amount: Decimal
+
+
+class TransactionIn(Body):
+    """The full form (`lines`) or the CREDIT/DEBIT shorthand (`type`, `account`, ...)."""
+
+    id: str | None = None
+    lines: list[LineIn] | None = None
+    type: Literal["CREDIT", "DEBIT"] | None = None
+    account: str | None = None
+    currency: str | None = None
+    amount: Decimal | None = None
+    counterparty: str | None = None
+    data: dict[str, Any] = msgspec.field(default_factory=dict)
+    timestamp: str | None = None
+    expires_at: str | None = None
+
+    def draft(self, mode: Mode, now: datetime) -> Draft:
+        """Validate into a `Draft` (pure: raises `InvalidRequest` and its kin)."""
+        transaction_id = new_id() if self.id is None else self.id
+        check_id(transaction_id, "id")
+        shorthand = (self.account, self.currency, self.amount, self.counterparty)
+        if self.type is not None:
+            if self.lines is not None:
+                raise InvalidRequest("give either lines or the type shorthand, not both")
+            if self.account is None or self.currency is None or self.amount is None:
+                raise InvalidRequest("the type shorthand needs account, currency and amount")
+            raw = shorthand_lines(
+                self.type, self.account, self.currency, self.amount, self.counterparty
+            )
+        else:
+            if any(value is not None for value in shorthand):
+                raise InvalidRequest("account, currency, amount and counterparty need type")
+            if self.lines is None:
+                raise InvalidRequest("lines: required")
+            raw = [(line.account, line.currency, line.amount) for line in self.lines]
+        lines: tuple[Line, ...] = parse_lines(raw)
+        timestamp = None if self.timestamp is None else parse_instant(self.timestamp, "timestamp")
+        expires_at = None
+        if self.expires_at is not None:
+            expires_at = parse_instant(self.expires_at, "expires_at")
+            if expires_at <= now:
+                raise InvalidRequest("expires_at: must be in the future")
+        data_json = _encode_sorted(self.data)
+        return Draft(
+            id=transaction_id,
+            mode=mode,
+            lines=lines,
+            data=self.data,
+            timestamp=timestamp,
+            expires_at=expires_at,
+            fingerprint=fingerprint(mode, lines, data_json, timestamp, expires_at),
+        )
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class BalanceOut(msgspec.Struct):
+    posted: str
+    pending_in: str
+    pending_out: str
+    available: str
+
+
+class AccountOut(msgspec.Struct):
+    id: str
+    balance_rule: str
+    data: dict[str, Any]
+    created_at: datetime
+    balances: dict[str, BalanceOut]
+
+
+class BalancesAtOut(msgspec.Struct):
+    account: str
+    at: datetime
+    balances: dict[str, BalanceOut]
+
+
+class EntryOut(msgspec.Struct):
+    seq: int
+    transaction_id: str
+    currency: str
+    amount: str
+    kind: str
+    posted: str
+    pending_in: str
+    pending_out: str
+    available: str
+    timestamp: datetime
+
+
+class EntriesOut(msgspec.Struct):
+    items: list[EntryOut]
+    next: str | None
+
+
+class LineOut(msgspec.Struct):
+    account: str
+    currency: str
+    amount: str
+
+
+class EventOut(msgspec.Struct):
+    status: str
+    at: datetime
+
+
+class TransactionOut(msgspec.Struct):
+    id: str
+    status: str
+    lines: list[LineOut]
+    data: dict[str, Any]
+    timestamp: datetime | None
+    created_at: datetime
+    expires_at: datetime | None
+    failure: dict[str, Any] | None
+    reverses: str | None
+    reversal_id: str | None
+    events: list[EventOut]
+
+
+def balance_out(posted: Decimal, pending_in: Decimal, pending_out: Decimal) -> BalanceOut:
+    return BalanceOut(
+        posted=format_amount(posted),
+        pending_in=format_amount(pending_in),
+        pending_out=format_amount(pending_out),
+        available=format_amount(posted - pending_out),
+    )
+
+
+def _head_out(head: Head) -> BalanceOut:
+    return balance_out(head.posted, head.pending_in, head.pending_out)
+
+
+def account_out(account: Account) -> AccountOut:
+    return AccountOut(
+        id=account.id,
+        balance_rule=account.rule.value,
+        data=dict(account.data),
+        created_at=account.created_at,
+        balances={head.currency: _head_out(head) for head in account.heads},
+    )
+
+
+def transaction_out(transaction: Transaction) -> TransactionOut:
+    return TransactionOut(
+        id=transaction.id,
+        status=transaction.status.value,
+        lines=[
+            LineOut(line.account, line.currency, format_amount(line.amount))
+            for line in transaction.lines
+        ],
+        data=dict(transaction.data),
+        timestamp=transaction.timestamp,
+        created_at=transaction.created_at,
+        expires_at=transaction.expires_at,
+        failure=None if transaction.failure is None else dict(transaction.failure),
+        reverses=transaction.reverses,
+        reversal_id=transaction.reversal_id,
+        events=[EventOut(status.value, at) for status, at in transaction.events],
+    )

@@ -1,0 +1,183 @@
+"""Transactions as plain values: lines, the shorthand, validation, the state machine."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from app.ledger.errors import InvalidRequest, InvalidState, Unbalanced
+from app.ledger.money import EXACT, check_currency, check_id, format_amount, parse_amount
+
+LINES_MAX = 128
+WORLD = "@world"
+
+
+class Status(StrEnum):
+    # NOTE: RECORDED is internal: written by step 1, never left behind by a finished
+    # request, and shown to readers only after it has been carried through.
+    RECORDED = "RECORDED"
+    PENDING = "PENDING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    VOIDED = "VOIDED"
+    REVERSED = "REVERSED"
+
+
+class Mode(StrEnum):
+    PENDING = "pending"
+    IMMEDIATE = "immediate"
+
+
+TRANSITIONS: Mapping[Status, frozenset[Status]] = {
+    Status.RECORDED: frozenset({Status.PENDING, Status.COMPLETED, Status.FAILED}),
+    Status.PENDING: frozenset({Status.COMPLETED, Status.FAILED, Status.VOIDED}),
+    Status.COMPLETED: frozenset({Status.REVERSED}),
+    Status.FAILED: frozenset(),
+    Status.VOIDED: frozenset(),
+    Status.REVERSED: frozenset(),
+}
+
+
+def can_transition(current: Status, target: Status) -> bool:
+    return target in TRANSITIONS[current]
+
+
+class Cancel(StrEnum):
+    """What `DELETE /v1/transactions/{id}` does to a transaction in a given state."""
+
+    VOID = "void"
+    REVERSE = "reverse"
+    NOTHING = "nothing"
+
+
+def execute_is_needed(status: Status) -> bool:
+    """True when an execute must flip the document; False when it is already done."""
+    if status is Status.PENDING:
+        return True
+    if status is Status.COMPLETED:
+        return False
+    raise InvalidState(f"a {status.value} transaction cannot be executed")
+
+
+def cancel_action(status: Status) -> Cancel:
+    if status is Status.PENDING:
+        return Cancel.VOID
+    if status is Status.COMPLETED:
+        return Cancel.REVERSE
+    if status in (Status.VOIDED, Status.REVERSED):
+        return Cancel.NOTHING
+    raise InvalidState(f"a {status.value} transaction cannot be voided or reversed")
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    account: str
+    currency: str
+    amount: Decimal
+
+    def negated(self) -> Line:
+        return Line(self.account, self.currency, -self.amount)
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """A validated transaction as a client asked for it, before it is recorded."""
+
+    id: str
+    mode: Mode
+    lines: tuple[Line, ...]
+    data: Mapping[str, Any]
+    timestamp: datetime | None
+    expires_at: datetime | None
+    fingerprint: str
+
+
+def new_id() -> str:
+    """A UUIDv7: 48 bits of Unix milliseconds, then random bits (RFC 9562)."""
+    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10))
+    value = (value & ~(0xF << 76)) | (0x7 << 76)
+    value = (value & ~(0x3 << 62)) | (0x2 << 62)
+    return str(uuid.UUID(int=value))
+
+
+def parse_instant(text: str, path: str) -> datetime:
+    """RFC 3339, or `2006-01-02 15:04:05.000` read as UTC."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise InvalidRequest(f"{path}: {text[:64]!r} is not an RFC 3339 instant") from exc
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def shorthand_lines(
+    kind: str, account: str, currency: str, amount: object, counterparty: str | None
+) -> list[tuple[str, str, object]]:
+    """Expand CREDIT/DEBIT into the two lines it stands for, as raw values."""
+    other = WORLD if counterparty is None else counterparty
+    if kind not in ("CREDIT", "DEBIT"):
+        raise InvalidRequest("type: must be CREDIT or DEBIT")
+    value = parse_amount(amount, "amount")
+    if value <= 0:
+        raise InvalidRequest("amount: must be positive")
+    if other == account:
+        raise InvalidRequest("counterparty: must differ from account")
+    if kind == "CREDIT":
+        return [(other, currency, -value), (account, currency, value)]
+    return [(account, currency, -value), (other, currency, value)]
+
+
+def parse_lines(raw: Sequence[tuple[str, str, object]]) -> tuple[Line, ...]:
+    if not 1 <= len(raw) <= LINES_MAX:
+        raise InvalidRequest(f"lines: 1 to {LINES_MAX} lines")
+    lines = []
+    for i, (account, currency, amount) in enumerate(raw):
+        check_id(account, f"lines[{i}].account")
+        check_currency(currency, f"lines[{i}].currency")
+        value = parse_amount(amount, f"lines[{i}].amount")
+        if value == 0:
+            raise InvalidRequest(f"lines[{i}].amount: must not be zero")
+        lines.append(Line(account, currency, value))
+    check_balanced(lines)
+    return tuple(lines)
+
+
+def check_balanced(lines: Iterable[Line]) -> None:
+    """In each currency the amounts sum to zero (double entry)."""
+    sums: dict[str, Decimal] = {}
+    for line in lines:
+        sums[line.currency] = EXACT.add(sums.get(line.currency, Decimal(0)), line.amount)
+    off = {currency: total for currency, total in sums.items() if total != 0}
+    if off:
+        detail = ", ".join(f"{c} sums to {format_amount(t)}" for c, t in sorted(off.items()))
+        raise Unbalanced(f"lines do not sum to zero: {detail}")
+
+
+def fingerprint(
+    mode: Mode,
+    lines: Iterable[Line],
+    data_json: bytes,
+    timestamp: datetime | None,
+    expires_at: datetime | None,
+) -> str:
+    """What makes two requests with one id the same request."""
+    digest = hashlib.sha256(mode.value.encode())
+    for line in lines:
+        digest.update(f"|{line.account}|{line.currency}|{format_amount(line.amount)}".encode())
+    digest.update(b"|" + data_json)
+    digest.update(f"|{timestamp.isoformat() if timestamp else ''}".encode())
+    digest.update(f"|{expires_at.isoformat() if expires_at else ''}".encode())
+    return digest.hexdigest()
+
+
+def reversal_id(transaction_id: str) -> str:
+    return f"{transaction_id}.reversal"

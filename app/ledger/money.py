@@ -1,0 +1,77 @@
+"""Exact amounts, currency codes and ids."""
+
+from __future__ import annotations
+
+import re
+from decimal import Context, Decimal, InvalidOperation, Overflow
+
+from app.ledger.errors import InvalidAmount, InvalidRequest
+
+DIGITS_MAX = 38
+FRACTION_DIGITS_MAX = 18
+INTEGER_DIGITS_MAX = DIGITS_MAX - FRACTION_DIGITS_MAX
+AMOUNT_LIMIT = Decimal(10) ** INTEGER_DIGITS_MAX
+ID_LENGTH_MAX = 128
+
+# NOTE: the default context rounds to 28 digits; money needs 38 and sums a few more.
+EXACT = Context(prec=80, traps=[InvalidOperation, Overflow])
+
+_AMOUNT_TEXT = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$")
+_CURRENCY = re.compile(r"^[A-Za-z0-9_.:-]{1,32}$")
+_ID = re.compile(r"^[A-Za-z0-9_.:@/-]{1,128}$")
+
+
+def parse_amount(value: object, path: str) -> Decimal:
+    """Read an amount exactly from a decimal string, an int or a Decimal; never a float."""
+    if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
+        raise InvalidAmount(f"{path}: an amount is a decimal string")
+    if isinstance(value, str):
+        if not _AMOUNT_TEXT.match(value):
+            raise InvalidAmount(f"{path}: {value[:64]!r} is not a decimal number")
+        try:
+            amount = Decimal(value)
+        except InvalidOperation as exc:  # pragma: no cover - the pattern rules it out
+            raise InvalidAmount(f"{path}: not a decimal number") from exc
+    else:
+        amount = Decimal(value)
+    check_amount(amount, path)
+    return amount
+
+
+def check_amount(amount: Decimal, path: str) -> None:
+    """Raise unless `amount` fits NUMERIC(38,18): 20 integer and 18 fractional digits."""
+    if not amount.is_finite():
+        raise InvalidAmount(f"{path}: the amount must be finite")
+    _, digits, exponent = amount.as_tuple()
+    assert isinstance(exponent, int)
+    if not any(digits):
+        return
+    # Trailing zeros after the point are not significant: "1.50" has one fractional digit.
+    while digits[-1] == 0 and exponent < 0:
+        digits = digits[:-1]
+        exponent += 1
+    if exponent < -FRACTION_DIGITS_MAX:
+        raise InvalidAmount(f"{path}: at most {FRACTION_DIGITS_MAX} fractional digits")
+    if len(digits) + exponent > INTEGER_DIGITS_MAX:
+        raise InvalidAmount(f"{path}: at most {INTEGER_DIGITS_MAX} integer digits")
+
+
+def format_amount(amount: Decimal) -> str:
+    """A plain decimal string without exponent and without trailing zeros."""
+    if amount == 0:
+        return "0"
+    return format(amount.normalize(EXACT), "f")
+
+
+def check_currency(currency: str, path: str) -> None:
+    if not _CURRENCY.match(currency):
+        raise InvalidRequest(f"{path}: a currency matches ^[A-Za-z0-9_.:-]{{1,32}}$")
+
+
+def is_valid_id(value: str) -> bool:
+    return bool(_ID.match(value))
+
+
+def check_id(value: str, path: str) -> None:
+    if not is_valid_id(value):
+        raise InvalidRequest(f"{path}: an id matches ^[A-Za-z0-9_.:@/-]{{1,128}}$")

@@ -1,0 +1,212 @@
+"""Balance heads, the effects a document has on them, and the balance rules."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from app.ledger.documents import Line
+from app.ledger.money import AMOUNT_LIMIT, EXACT, format_amount
+
+ZERO = Decimal(0)
+
+
+class Rule(StrEnum):
+    NON_NEGATIVE = "non_negative"
+    NON_POSITIVE = "non_positive"
+    ANY = "any"
+
+
+class Effect(StrEnum):
+    """What applying a document does to the balances of its lines."""
+
+    HOLD = "hold"  # create PENDING: out-lines held, in-lines counted as pending_in
+    RELEASE = "release"  # void or expiry: the holds go away
+    SETTLE = "settle"  # execute: the holds become posted
+    POST = "post"  # immediate or reversal: posted directly
+
+    @property
+    def entry_kind(self) -> str:
+        return "post" if self in (Effect.SETTLE, Effect.POST) else self.value
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """The current balances of one account in one currency."""
+
+    account: str
+    currency: str
+    rule: Rule
+    posted: Decimal = ZERO
+    pending_in: Decimal = ZERO
+    pending_out: Decimal = ZERO
+    version: int = 0
+    last_ts: datetime | None = None
+
+    @property
+    def available(self) -> Decimal:
+        return EXACT.subtract(self.posted, self.pending_out)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.account, self.currency)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One journal row: a line's effect and the balances right after it."""
+
+    account: str
+    currency: str
+    seq: int
+    kind: str
+    amount: Decimal
+    posted: Decimal
+    pending_in: Decimal
+    pending_out: Decimal
+
+
+def apply_line(head: Head, amount: Decimal, effect: Effect) -> Head:
+    """The head after one line's effect (pure arithmetic, no rule check)."""
+    incoming = amount if amount > 0 else ZERO
+    outgoing = -amount if amount < 0 else ZERO
+    add, sub = EXACT.add, EXACT.subtract
+    if effect is Effect.HOLD:
+        return replace(
+            head,
+            pending_in=add(head.pending_in, incoming),
+            pending_out=add(head.pending_out, outgoing),
+            version=head.version + 1,
+        )
+    if effect is Effect.RELEASE:
+        return replace(
+            head,
+            pending_in=sub(head.pending_in, incoming),
+            pending_out=sub(head.pending_out, outgoing),
+            version=head.version + 1,
+        )
+    if effect is Effect.SETTLE:
+        return replace(
+            head,
+            posted=add(head.posted, amount),
+            pending_in=sub(head.pending_in, incoming),
+            pending_out=sub(head.pending_out, outgoing),
+            version=head.version + 1,
+        )
+    return replace(head, posted=add(head.posted, amount), version=head.version + 1)
+
+
+def breach(before: Head, after: Head) -> dict[str, Any] | None:
+    """The failure when `after` breaks the account's rule and is worse than `before`.
+
+    A change that makes a balance no worse is always allowed, so releases and
+    settlements can never fail.
+    """
+    for value in (after.posted, after.pending_in, after.pending_out):
+        if abs(value) >= AMOUNT_LIMIT:
+            return failure(
+                "invalid_amount",
+                f"{after.account} {after.currency}: a balance would exceed 20 integer digits",
+                after,
+                ZERO,
+                ZERO,
+            )
+    if before.rule is Rule.NON_NEGATIVE:
+        if after.available < 0 and after.available < before.available:
+            room = before.available
+            needed = EXACT.subtract(before.available, after.available)
+            return failure(
+                "insufficient_funds",
+                f"{after.account} {after.currency}: available {format_amount(room)}, "
+                f"needs {format_amount(needed)}",
+                after,
+                room,
+                needed,
+            )
+    elif before.rule is Rule.NON_POSITIVE:
+        level_before = EXACT.add(before.posted, before.pending_in)
+        level_after = EXACT.add(after.posted, after.pending_in)
+        if level_after > 0 and level_after > level_before:
+            room = -level_before
+            needed = EXACT.subtract(level_after, level_before)
+            return failure(
+                "balance_rule_violated",
+                f"{after.account} {after.currency}: non_positive account can take "
+                f"{format_amount(room)}, needs {format_amount(needed)}",
+                after,
+                room,
+                needed,
+            )
+    return None
+
+
+def failure(
+    code: str, detail: str, head: Head, available: Decimal, required: Decimal
+) -> dict[str, Any]:
+    return {
+        "code": code,
+        "detail": detail,
+        "account": head.account,
+        "currency": head.currency,
+        "available": format_amount(available),
+        "required": format_amount(required),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The result of applying a document's lines to the heads it touches."""
+
+    heads: Mapping[tuple[str, str], Head]
+    entries: tuple[Entry, ...]
+    failure: dict[str, Any] | None
+
+
+def apply_lines(
+    heads: Mapping[tuple[str, str], Head], lines: Iterable[Line], effect: Effect
+) -> Outcome:
+    """Apply lines in order, checking the rule after each; stop at the first breach."""
+    current = dict(heads)
+    entries: list[Entry] = []
+    for line in lines:
+        before = current[(line.account, line.currency)]
+        after = apply_line(before, line.amount, effect)
+        if effect in (Effect.HOLD, Effect.POST):
+            problem = breach(before, after)
+            if problem is not None:
+                return Outcome(heads, (), problem)
+        current[after.key] = after
+        entries.append(
+            Entry(
+                after.account,
+                after.currency,
+                after.version,
+                effect.entry_kind,
+                line.amount,
+                after.posted,
+                after.pending_in,
+                after.pending_out,
+            )
+        )
+    changed = {key: head for key, head in current.items() if head is not heads[key]}
+    return Outcome(changed, tuple(entries), None)
+
+
+def timestamp_failure(
+    heads: Iterable[Head], timestamp: datetime
+) -> dict[str, Any] | None:
+    """A back-dated timestamp must not be earlier than any touched account's last entry."""
+    for head in heads:
+        if head.last_ts is not None and timestamp < head.last_ts:
+            return {
+                "code": "timestamp_out_of_order",
+                "detail": f"{head.account} {head.currency}: last entry at "
+                f"{head.last_ts.isoformat()}, after {timestamp.isoformat()}",
+                "account": head.account,
+                "currency": head.currency,
+            }
+    return None

@@ -1,0 +1,102 @@
+"""The ASGI application: `create_app()` is the factory the server calls in each worker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from litestar import Litestar
+from litestar.config.cors import CORSConfig
+from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
+from redis.asyncio import Redis
+
+from app.controllers.accounts import AccountController
+from app.controllers.service import ServiceController
+from app.controllers.transactions import TransactionController
+from app.ledger.service import Ledger
+from app.middleware import Authentication, Idempotency
+from app.models.store import PostgresStore
+from app.problems import EXCEPTION_HANDLERS
+from app.settings import Settings
+
+log = logging.getLogger("twofold")
+SWEEP_BATCH = 100
+
+
+async def sweep(ledger: Ledger, store: PostgresStore, settings: Settings) -> None:
+    """Void expired holds and finish documents a crashed request left RECORDED."""
+    while True:
+        await asyncio.sleep(settings.expiry_sweep_interval_s)
+        try:
+            for tenant, transaction_id in await store.due(
+                settings.recorded_resume_after_s, SWEEP_BATCH
+            ):
+                await ledger.settle(tenant, transaction_id)
+        except Exception:
+            log.exception("the expiry sweep failed; it runs again")
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or Settings.from_env()
+    logging.basicConfig(level=settings.log_level.upper())
+    store = PostgresStore.connect(settings)
+    redis = Redis.from_url(
+        settings.redis_url,
+        socket_timeout=settings.redis_timeout_s,
+        socket_connect_timeout=settings.redis_timeout_s,
+    )
+    ledger = Ledger(store)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        await store.ensure_accounts([t.name for t in settings.tenants])
+        sweeper = asyncio.create_task(sweep(ledger, store, settings))
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+            await redis.aclose()
+            await store.close()
+
+    def provide(value: Any) -> Provide:
+        return Provide(lambda: value, use_cache=True, sync_to_thread=False)
+
+    return Litestar(
+        route_handlers=[AccountController, TransactionController, ServiceController],
+        dependencies={
+            "ledger": provide(ledger),
+            "store": provide(store),
+            "redis": provide(redis),
+        },
+        middleware=[
+            DefineMiddleware(Authentication, tenants=settings.tenants),
+            DefineMiddleware(
+                Idempotency,
+                redis=redis,
+                body_size_max=settings.body_size_max,
+                ttl_s=settings.idempotency_ttl_s,
+                in_flight_ttl_s=settings.idempotency_in_flight_ttl_s,
+            ),
+        ],
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=[lifespan],
+        request_max_body_size=settings.body_size_max,
+        cors_config=CORSConfig(allow_origins=list(settings.allowed_origins))
+        if settings.allowed_origins
+        else None,
+        openapi_config=OpenAPIConfig(
+            title="Twofold",
+            version="0.1.0",
+            description="A double-entry ledger service.",
+            path="/schema",
+            render_plugins=[SwaggerRenderPlugin(), RedocRenderPlugin()],
+        ),
+    )

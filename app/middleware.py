@@ -1,0 +1,253 @@
+"""ASGI middleware for `/v1`: tenant authentication, then `Idempotency-Key` replay."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import logging
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from app.problems import problem_body
+from app.settings import Tenant
+
+log = logging.getLogger("twofold")
+
+API_PREFIX = "/v1"
+_KEY = re.compile(r"^[\x20-\x7e]{1,255}$")
+_WRITE_METHODS = frozenset({"POST", "PUT", "DELETE"})
+
+
+async def send_problem(
+    send: Send, code: str, detail: str, headers: Mapping[str, str] | None = None
+) -> None:
+    status, body = problem_body(code, detail)
+    raw = msgspec.json.encode(body)
+    await send_raw(send, status, raw, "application/problem+json", headers)
+
+
+async def send_raw(
+    send: Send,
+    status: int,
+    body: bytes,
+    content_type: str,
+    headers: Mapping[str, str] | None = None,
+) -> None:
+    pairs = [
+        (b"content-type", content_type.encode()),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    pairs += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": pairs})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+class Authentication:
+    """Resolves the tenant from HTTP Basic or `Bearer <public-key>:<secret>`."""
+
+    def __init__(self, app: ASGIApp, tenants: tuple[Tenant, ...]) -> None:
+        self.app = app
+        self.tenants = {t.public_key: t for t in tenants}
+        # NOTE: an unknown public key still costs one comparison, like a known one.
+        self.decoy = hashlib.sha256(b"decoy").digest()
+
+    def tenant(self, authorization: str | None) -> str | None:
+        if not authorization:
+            return None
+        scheme, _, credentials = authorization.partition(" ")
+        credentials = credentials.strip()
+        if scheme.lower() == "basic":
+            try:
+                credentials = base64.b64decode(credentials, validate=True).decode()
+            except (binascii.Error, UnicodeDecodeError):
+                return None
+        elif scheme.lower() != "bearer":
+            return None
+        public_key, sep, secret = credentials.partition(":")
+        if not sep:
+            return None
+        tenant = self.tenants.get(public_key)
+        expected = tenant.secret_key_hash if tenant else self.decoy
+        given = hashlib.sha256(secret.encode()).digest()
+        if hmac.compare_digest(given, expected) and tenant is not None:
+            return tenant.name
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(API_PREFIX + "/"):
+            await self.app(scope, receive, send)
+            return
+        tenant = self.tenant(_header(scope, b"authorization"))
+        if tenant is None:
+            await send_problem(
+                send,
+                "unauthenticated",
+                "a valid API key is required",
+                {"WWW-Authenticate": 'Basic realm="twofold"'},
+            )
+            return
+        scope.setdefault("state", {})["tenant"] = tenant
+        await self.app(scope, receive, send)
+
+
+class _Stored(msgspec.Struct):
+    fingerprint: str
+    done: bool = False
+    status: int = 0
+    content_type: str = ""
+    body: bytes = b""
+
+
+class Idempotency:
+    """Replays the stored answer of a write retried with the same `Idempotency-Key`."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        redis: Redis,
+        body_size_max: int,
+        ttl_s: int,
+        in_flight_ttl_s: int,
+    ) -> None:
+        self.app = app
+        self.redis = redis
+        self.body_size_max = body_size_max
+        self.ttl_s = ttl_s
+        self.in_flight_ttl_s = in_flight_ttl_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        key = None
+        if scope["type"] == "http" and scope["method"] in _WRITE_METHODS:
+            key = _header(scope, b"idempotency-key")
+        if key is None or not scope["path"].startswith(API_PREFIX + "/"):
+            await self.app(scope, receive, send)
+            return
+        if not _KEY.match(key):
+            await send_problem(
+                send, "invalid_idempotency_key", "Idempotency-Key: 1 to 255 printable characters"
+            )
+            return
+        body = await self._read_body(receive)
+        if body is None:
+            await send_problem(send, "payload_too_large", "the request body is too large")
+            return
+        tenant = scope["state"]["tenant"]
+        redis_key = f"twofold:idem:{tenant}:{key}"
+        digest = hashlib.sha256(f"{scope['method']} {scope['path']}\n".encode())
+        digest.update(body)
+        fingerprint = digest.hexdigest()
+        try:
+            claimed = await self.redis.set(
+                redis_key,
+                msgspec.msgpack.encode(_Stored(fingerprint)),
+                nx=True,
+                ex=self.in_flight_ttl_s,
+            )
+            stored = None if claimed else await self.redis.get(redis_key)
+        except RedisError as exc:
+            log.warning("idempotency store unreachable: %r", exc)
+            await send_problem(
+                send,
+                "idempotency_unavailable",
+                "the idempotency store is unavailable; retry later",
+                {"Retry-After": "1"},
+            )
+            return
+        if not claimed:
+            if stored is None:  # expired between SET and GET: the same as in flight
+                await send_problem(send, "idempotency_in_flight", "this key is being processed")
+                return
+            previous = msgspec.msgpack.decode(stored, type=_Stored)
+            if previous.fingerprint != fingerprint:
+                await send_problem(
+                    send, "idempotency_key_reused", "this key was used with another request"
+                )
+            elif not previous.done:
+                await send_problem(send, "idempotency_in_flight", "this key is being processed")
+            else:
+                await send_raw(
+                    send,
+                    previous.status,
+                    previous.body,
+                    previous.content_type,
+                    {"Idempotent-Replayed": "true"},
+                )
+            return
+        await self._process(scope, body, send, redis_key, fingerprint)
+
+    async def _read_body(self, receive: Receive) -> bytes | None:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.body_size_max:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+    async def _process(
+        self, scope: Scope, body: bytes, send: Send, redis_key: str, fingerprint: str
+    ) -> None:
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return {"type": "http.disconnect"}
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        answer: dict[str, Any] = {"status": 500, "content_type": "", "chunks": []}
+
+        async def capture(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                answer["status"] = message["status"]
+                for name, value in message.get("headers", []):
+                    if name.lower() == b"content-type":
+                        answer["content_type"] = bytes(value).decode("latin-1")
+            elif message["type"] == "http.response.body":
+                answer["chunks"].append(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, replay, capture)
+        finally:
+            await self._finish(redis_key, fingerprint, answer)
+
+    async def _finish(self, redis_key: str, fingerprint: str, answer: dict[str, Any]) -> None:
+        try:
+            if answer["status"] >= 500:
+                # A 5xx is not stored: a retry runs again.
+                await self.redis.delete(redis_key)
+                return
+            stored = _Stored(
+                fingerprint,
+                done=True,
+                status=answer["status"],
+                content_type=answer["content_type"],
+                body=b"".join(answer["chunks"]),
+            )
+            await self.redis.set(redis_key, msgspec.msgpack.encode(stored), ex=self.ttl_s)
+        except RedisError as exc:
+            log.warning("could not store an idempotent answer: %r", exc)

@@ -1,0 +1,118 @@
+"""One typed settings object, read from the environment (and `.env` in development)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    name: str
+    public_key: str
+    secret_key_hash: bytes
+
+
+class _KeyEntry(msgspec.Struct, rename="kebab"):
+    name: str
+    public_key: str
+    secret_key_hash: str
+    email: str | None = None
+
+
+def parse_keys(text: str) -> tuple[Tenant, ...]:
+    """Parse the `KEYS` JSON list of tenants."""
+    if not text.strip():
+        return ()
+    entries = msgspec.json.decode(text, type=list[_KeyEntry])
+    return tuple(
+        Tenant(e.name, e.public_key, bytes.fromhex(e.secret_key_hash)) for e in entries
+    )
+
+
+def hash_secret(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode()).digest()
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """Read KEY=VALUE lines; quotes around a value are stripped, `#` lines skipped."""
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+def environment() -> dict[str, str]:
+    """`.env` values overlaid by the real environment (real variables win)."""
+    env = read_env_file(Path(os.environ.get("ENV_FILE", ".env")))
+    env.update(os.environ)
+    return env
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    database_url: str = ""
+    redis_url: str = ""
+    host: str = "127.0.0.1"
+    port: int = 8910
+    workers: int = 2
+    tenants: tuple[Tenant, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
+    body_size_max: int = 1024 * 1024
+    db_pool_size: int = 10
+    db_pool_overflow: int = 10
+    db_statement_timeout_ms: int = 10_000
+    redis_timeout_s: float = 2.0
+    idempotency_ttl_s: int = 24 * 3600
+    idempotency_in_flight_ttl_s: int = 60
+    expiry_sweep_interval_s: float = 1.0
+    recorded_resume_after_s: float = 30.0
+    data_dir: str = ".data"
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        e = environment() if env is None else env
+        origins = tuple(o.strip() for o in e.get("ALLOWED_ORIGINS", "").split(",") if o.strip())
+        return cls(
+            database_url=e.get("DATABASE_URL", ""),
+            redis_url=e.get("REDIS_URL", ""),
+            host=e.get("HOST", "127.0.0.1"),
+            port=int(e.get("PORT", "8910")),
+            workers=int(e.get("WORKERS", "2")),
+            tenants=parse_keys(e.get("KEYS", "")),
+            allowed_origins=origins,
+            body_size_max=int(e.get("BODY_SIZE_MAX", str(1024 * 1024))),
+            db_pool_size=int(e.get("DB_POOL_SIZE", "10")),
+            db_pool_overflow=int(e.get("DB_POOL_OVERFLOW", "10")),
+            db_statement_timeout_ms=int(e.get("DB_STATEMENT_TIMEOUT_MS", "10000")),
+            redis_timeout_s=float(e.get("REDIS_TIMEOUT_S", "2")),
+            idempotency_ttl_s=int(e.get("IDEMPOTENCY_TTL_S", str(24 * 3600))),
+            idempotency_in_flight_ttl_s=int(e.get("IDEMPOTENCY_IN_FLIGHT_TTL_S", "60")),
+            expiry_sweep_interval_s=float(e.get("EXPIRY_SWEEP_INTERVAL_S", "1")),
+            recorded_resume_after_s=float(e.get("RECORDED_RESUME_AFTER_S", "30")),
+            data_dir=e.get("DATA_DIR", ".data"),
+            log_level=e.get("LOG_LEVEL", "info"),
+        )
+
+
+def sqlalchemy_url(url: str) -> str:
+    """Turn a `postgresql://` URL into the asyncpg dialect's form."""
+    for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    return url
