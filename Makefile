@@ -1,0 +1,47 @@
+# Twofold: `make run` serves, `make test` tests; both install into .venv first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.DEFAULT_GOAL := help
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install the service with its dev tools
+
+run: install ## Serve on HOST:PORT (embedded PostgreSQL/Valkey unless DATABASE_URL/REDIS_URL)
+	$(BIN)/python -m app serve
+
+migrate: install ## Migrate DATABASE_URL to the newest schema
+	$(BIN)/python -m app migrate
+
+test: install ## Unit and integration tests (embedded servers unless TEST_DATABASE_URL/TEST_REDIS_URL)
+	$(BIN)/python -m pytest
+
+test-unit: install ## Unit tests only (no servers)
+	$(BIN)/python -m pytest tests
+
+test-integration: install ## Integration tests only (the real service over HTTP)
+	$(BIN)/python -m pytest integration_tests
+
+lint: install ## ruff check, ruff format --check, mypy --strict on app/
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install ## Format and fix what ruff can
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean: ## Remove .venv and the embedded servers' data
+	rm -rf $(VENV) .data
+
+.PHONY: help install run migrate test test-unit test-integration lint format clean

@@ -1,0 +1,87 @@
+"""Fixtures: real PostgreSQL and Redis, the real service with 2 workers, HTTP clients."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+
+from integration_tests.server import Backends, Service
+
+
+@pytest.fixture(scope="session")
+def backends() -> Iterator[Backends]:
+    started = Backends.start()
+    yield started
+    started.stop()
+
+
+@pytest.fixture(scope="session")
+def service(backends: Backends) -> Iterator[Service]:
+    started = Service.start(backends, "test-service")
+    yield started
+    started.stop()
+
+
+def _client(service: Service, auth: tuple[str, str] | None) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=service.base_url,
+        auth=auth,
+        timeout=60,
+        limits=httpx.Limits(max_connections=256, max_keepalive_connections=256),
+    )
+
+
+@pytest.fixture(scope="session")
+async def api(service: Service) -> AsyncIterator[httpx.AsyncClient]:
+    """Tenant `test`, authenticated with HTTP Basic abc:123."""
+    async with _client(service, ("abc", "123")) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+async def other_api(service: Service) -> AsyncIterator[httpx.AsyncClient]:
+    """Tenant `other`."""
+    async with _client(service, ("xyz", "123")) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+async def anonymous(service: Service) -> AsyncIterator[httpx.AsyncClient]:
+    async with _client(service, None) as client:
+        yield client
+
+
+@pytest.fixture
+def uid() -> Callable[[str], str]:
+    """A fresh id on every call, so tests share one database without meeting."""
+    return lambda name: f"{name}-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def fund(api: httpx.AsyncClient) -> Callable[..., Any]:
+    async def fund(account: str, amount: str, currency: str = "USD") -> None:
+        response = await api.post(
+            "/v1/transactions/immediate",
+            json={"type": "CREDIT", "account": account, "currency": currency, "amount": amount},
+        )
+        assert response.status_code == 201, response.text
+
+    return fund
+
+
+@pytest.fixture
+def balance(api: httpx.AsyncClient) -> Callable[..., Any]:
+    async def balance(account: str, currency: str = "USD") -> dict[str, Decimal]:
+        response = await api.get(f"/v1/accounts/{account}")
+        assert response.status_code == 200, response.text
+        values = response.json()["balances"].get(currency)
+        if values is None:
+            return dict.fromkeys(("posted", "pending_in", "pending_out", "available"), Decimal(0))
+        return {key: Decimal(value) for key, value in values.items()}
+
+    return balance
