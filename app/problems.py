@@ -108,12 +108,20 @@ def validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Res
     errors: list[FieldError] = []
     for item in exc.extra if isinstance(exc.extra, list) else []:
         if isinstance(item, dict):
-            errors.append(FieldError(_field_path(str(item.get("key") or "")), str(item.get("message"))))
-    code = "invalid_request"
-    if any(e.path.endswith("amount") for e in errors):
-        code = "invalid_amount"
+            message = str(item.get("message"))
+            if message == "'data'":  # NOTE: Litestar's words for an empty body
+                message = "a JSON object is required"
+            errors.append(FieldError(_field_path(str(item.get("key") or "")), message))
     detail = "; ".join(f"{e.path}: {e.message}" for e in errors) or str(exc.detail)
-    return problem_response(code, detail, status=400, errors=tuple(errors))
+    return _bad_body(detail, tuple(errors))
+
+
+def _bad_body(detail: str, errors: tuple[FieldError, ...] = ()) -> Response[bytes]:
+    code = "invalid_request"
+    # NOTE: a JSON number out of range can only stand where numbers are allowed: amounts.
+    if any(e.path.endswith("amount") for e in errors) or "Number out of range" in detail:
+        code = "invalid_amount"
+    return problem_response(code, detail, status=400, errors=errors)
 
 
 def http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
@@ -126,6 +134,8 @@ def http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]
         return problem_response("unauthenticated", str(exc.detail))
     if status >= 500:
         return problem_response("unavailable", str(exc.detail), status=status)
+    if status == 400:
+        return _bad_body(str(exc.detail))
     return problem_response("invalid_request", str(exc.detail), status=status)
 
 

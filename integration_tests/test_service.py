@@ -1,0 +1,50 @@
+"""Authentication, service routes and the OpenAPI document."""
+
+from __future__ import annotations
+
+import base64
+
+import httpx
+import pytest
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        None,
+        "Basic " + base64.b64encode(b"abc:wrong").decode(),
+        "Basic " + base64.b64encode(b"nobody:123").decode(),
+        "Basic !!!",
+        "Bearer abc",
+        "Bearer abc:1234",
+        "Token abc:123",
+    ],
+)
+async def test_bad_credentials_are_401(anonymous: httpx.AsyncClient, authorization: str | None):
+    headers = {"Authorization": authorization} if authorization else {}
+    response = await anonymous.get("/v1/accounts/@world", headers=headers)
+    assert response.status_code == 401
+    assert response.json()["code"] == "unauthenticated"
+
+
+async def test_bearer_and_basic_both_work(anonymous: httpx.AsyncClient):
+    for authorization in ("Bearer abc:123", "Basic " + base64.b64encode(b"abc:123").decode()):
+        response = await anonymous.get("/v1/accounts/@world", headers={"Authorization": authorization})
+        assert response.status_code == 200
+
+
+async def test_health_ready_schema(anonymous: httpx.AsyncClient):
+    assert (await anonymous.get("/health")).json() == {"status": "ok"}
+    assert (await anonymous.get("/ready")).status_code == 200
+    schema = await anonymous.get("/schema/openapi.json")
+    assert schema.status_code == 200
+    assert schema.json()["openapi"].startswith("3.1")
+    assert "/v1/transactions/immediate" in schema.json()["paths"]
+    for page in ("/schema/swagger", "/schema/redoc"):
+        assert (await anonymous.get(page)).status_code == 200
+
+
+async def test_unknown_route_is_404_problem(api: httpx.AsyncClient):
+    response = await api.get("/v1/nothing-here")
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"
