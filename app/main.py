@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
@@ -77,9 +77,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "redis": provide(redis),
         },
         middleware=[
-            DefineMiddleware(Authentication, tenants=settings.tenants),
+            # NOTE: both speak raw ASGI with plain dicts; Litestar's TypedDicts are narrower.
+            DefineMiddleware(cast(Any, Authentication), tenants=settings.tenants),
             DefineMiddleware(
-                Idempotency,
+                cast(Any, Idempotency),
                 redis=redis,
                 body_size_max=settings.body_size_max,
                 ttl_s=settings.idempotency_ttl_s,

@@ -8,11 +8,10 @@ import hashlib
 import hmac
 import logging
 import re
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from typing import Any, cast
 
 import msgspec
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -20,6 +19,13 @@ from app.problems import problem_body
 from app.settings import Tenant
 
 log = logging.getLogger("twofold")
+
+# Plain ASGI shapes: this module speaks raw ASGI, below any framework type.
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 API_PREFIX = "/v1"
 _KEY = re.compile(r"^[\x20-\x7e]{1,255}$")
@@ -172,7 +178,7 @@ class Idempotency:
             if stored is None:  # expired between SET and GET: the same as in flight
                 await send_problem(send, "idempotency_in_flight", "this key is being processed")
                 return
-            previous = msgspec.msgpack.decode(stored, type=_Stored)
+            previous = msgspec.msgpack.decode(cast(bytes, stored), type=_Stored)
             if previous.fingerprint != fingerprint:
                 await send_problem(
                     send, "idempotency_key_reused", "this key was used with another request"

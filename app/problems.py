@@ -12,6 +12,7 @@ from litestar.exceptions import (
     NotFoundException,
     ValidationException,
 )
+from litestar.types import ExceptionHandlersMap
 
 from app.ledger.errors import FieldError, LedgerError
 
@@ -144,7 +145,7 @@ def internal_error(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes]
     return problem_response("unavailable", "an unexpected error; retry later", status=500)
 
 
-EXCEPTION_HANDLERS: dict[type[Exception], Any] = {
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     LedgerError: ledger_error,
     ValidationException: validation_error,
     HTTPException: http_error,

@@ -30,9 +30,7 @@ def parse_keys(text: str) -> tuple[Tenant, ...]:
     if not text.strip():
         return ()
     entries = msgspec.json.decode(text, type=list[_KeyEntry])
-    return tuple(
-        Tenant(e.name, e.public_key, bytes.fromhex(e.secret_key_hash)) for e in entries
-    )
+    return tuple(Tenant(e.name, e.public_key, bytes.fromhex(e.secret_key_hash)) for e in entries)
 
 
 def hash_secret(secret: str) -> bytes:

@@ -111,7 +111,9 @@ async def test_bad_account_bodies(api: httpx.AsyncClient, body: dict, code: str)
 
 async def test_oversized_body_is_413(api: httpx.AsyncClient):
     big = b'{"data": {"x": "' + b"a" * (1024 * 1024 + 10) + b'"}}'
-    response = await api.post("/v1/accounts", content=big, headers={"content-type": "application/json"})
+    response = await api.post(
+        "/v1/accounts", content=big, headers={"content-type": "application/json"}
+    )
     assert response.status_code == 413
     assert response.json()["code"] == "payload_too_large"
     keyed = await api.post(

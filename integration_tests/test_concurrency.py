@@ -35,7 +35,12 @@ async def test_100_holds_against_50(api: httpx.AsyncClient, uid, fund, balance):
         for _ in range(100)
     ))  # fmt: skip
     assert Counter(r.status_code for r in responses) == {201: 50, 422: 50}
-    assert await balance(alice) == {"posted": 50, "pending_in": 0, "pending_out": 50, "available": 0}
+    assert await balance(alice) == {
+        "posted": 50,
+        "pending_in": 0,
+        "pending_out": 50,
+        "available": 0,
+    }
     assert await balance(bob) == {"posted": 0, "pending_in": 50, "pending_out": 0, "available": 0}
     held = [r.json()["id"] for r in responses if r.status_code == 201]
     executed = await asyncio.gather(*(api.put(f"/v1/transactions/{tid}") for tid in held))

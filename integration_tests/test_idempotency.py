@@ -85,7 +85,9 @@ async def test_concurrent_retries_apply_once(api: httpx.AsyncClient, uid, fund, 
     codes = Counter(r.status_code for r in responses)
     assert codes[201] >= 1
     assert set(codes) <= {201, 409}
-    assert {r.json()["code"] for r in responses if r.status_code == 409} <= {"idempotency_in_flight"}
+    assert {r.json()["code"] for r in responses if r.status_code == 409} <= {
+        "idempotency_in_flight"
+    }
     assert (await balance(alice))["posted"] == 90
     replay = await api.post("/v1/transactions/immediate", json=debit(alice, "10"), headers=headers)
     assert replay.status_code == 201

@@ -29,7 +29,9 @@ async def test_bad_credentials_are_401(anonymous: httpx.AsyncClient, authorizati
 
 async def test_bearer_and_basic_both_work(anonymous: httpx.AsyncClient):
     for authorization in ("Bearer abc:123", "Basic " + base64.b64encode(b"abc:123").decode()):
-        response = await anonymous.get("/v1/accounts/@world", headers={"Authorization": authorization})
+        response = await anonymous.get(
+            "/v1/accounts/@world", headers={"Authorization": authorization}
+        )
         assert response.status_code == 200
 
 

@@ -41,7 +41,12 @@ async def test_pending_holds_then_execute_posts(api: httpx.AsyncClient, uid, fun
     assert executed.status_code == 200
     assert executed.json()["status"] == "COMPLETED"
     assert [e["status"] for e in executed.json()["events"]] == ["PENDING", "COMPLETED"]
-    assert await balance(alice) == {"posted": 75, "pending_in": 0, "pending_out": 0, "available": 75}
+    assert await balance(alice) == {
+        "posted": 75,
+        "pending_in": 0,
+        "pending_out": 0,
+        "available": 75,
+    }
     assert await balance(bob) == {"posted": 25, "pending_in": 0, "pending_out": 0, "available": 25}
 
     again = await api.put(f"/v1/transactions/{tid}")
@@ -56,7 +61,12 @@ async def test_void_releases_holds(api: httpx.AsyncClient, uid, fund, balance):
     voided = await api.delete(f"/v1/transactions/{tid}")
     assert voided.status_code == 200
     assert voided.json()["status"] == "VOIDED"
-    assert await balance(alice) == {"posted": 10, "pending_in": 0, "pending_out": 0, "available": 10}
+    assert await balance(alice) == {
+        "posted": 10,
+        "pending_in": 0,
+        "pending_out": 0,
+        "available": 10,
+    }
     assert await balance(bob) == {"posted": 0, "pending_in": 0, "pending_out": 0, "available": 0}
     again = await api.delete(f"/v1/transactions/{tid}")
     assert again.status_code == 200
@@ -91,7 +101,9 @@ async def test_reverse_records_linked_reversal(api: httpx.AsyncClient, uid, fund
     assert execute.json()["code"] == "invalid_state"
 
 
-async def test_reversal_that_breaks_a_rule_changes_nothing(api: httpx.AsyncClient, uid, fund, balance):
+async def test_reversal_that_breaks_a_rule_changes_nothing(
+    api: httpx.AsyncClient, uid, fund, balance
+):
     alice, bob, carol, tid = uid("alice"), uid("bob"), uid("carol"), uid("t")
     await fund(alice, "20")
     await api.post("/v1/transactions/immediate", json=transfer(tid, alice, bob, "20"))
@@ -108,7 +120,9 @@ async def test_reversal_that_breaks_a_rule_changes_nothing(api: httpx.AsyncClien
     assert (await balance(bob))["posted"] == 5
 
 
-async def test_insufficient_funds_keeps_failed_and_id_is_spent(api: httpx.AsyncClient, uid, fund, balance):
+async def test_insufficient_funds_keeps_failed_and_id_is_spent(
+    api: httpx.AsyncClient, uid, fund, balance
+):
     alice, bob, tid = uid("alice"), uid("bob"), uid("t")
     await fund(alice, "10")
     body = transfer(tid, alice, bob, "25")
@@ -135,14 +149,21 @@ async def test_insufficient_funds_keeps_failed_and_id_is_spent(api: httpx.AsyncC
     assert retry.json()["code"] == "insufficient_funds"
     assert (await api.put(f"/v1/transactions/{tid}")).json()["code"] == "invalid_state"
     assert (await api.delete(f"/v1/transactions/{tid}")).json()["code"] == "invalid_state"
-    assert await balance(alice) == {"posted": 110, "pending_in": 0, "pending_out": 0, "available": 110}
+    assert await balance(alice) == {
+        "posted": 110,
+        "pending_in": 0,
+        "pending_out": 0,
+        "available": 110,
+    }
 
 
 async def test_non_positive_rule(api: httpx.AsyncClient, uid, balance):
     revenue, customer = uid("revenue"), uid("customer")
     await api.post("/v1/accounts", json={"id": revenue, "balance_rule": "non_positive"})
     await api.post("/v1/accounts", json={"id": customer, "balance_rule": "any"})
-    ok = await api.post("/v1/transactions/immediate", json=transfer(uid("t"), revenue, customer, "40"))
+    ok = await api.post(
+        "/v1/transactions/immediate", json=transfer(uid("t"), revenue, customer, "40")
+    )
     assert ok.status_code == 201
     refused = await api.post("/v1/transactions", json=transfer(uid("t"), customer, revenue, "41"))
     assert refused.status_code == 422
@@ -151,7 +172,12 @@ async def test_non_positive_rule(api: httpx.AsyncClient, uid, balance):
     assert refused.json()["required"] == "41"
     exact = await api.post("/v1/transactions", json=transfer(uid("t"), customer, revenue, "40"))
     assert exact.status_code == 201
-    assert await balance(revenue) == {"posted": -40, "pending_in": 40, "pending_out": 0, "available": -40}
+    assert await balance(revenue) == {
+        "posted": -40,
+        "pending_in": 40,
+        "pending_out": 0,
+        "available": -40,
+    }
 
 
 async def test_available_excludes_incoming_pending(api: httpx.AsyncClient, uid, fund):
@@ -263,7 +289,12 @@ async def test_expiry_on_access_and_by_sweep(api: httpx.AsyncClient, uid, fund, 
     stored = (await api.get(f"/v1/transactions/{by_sweep}")).json()
     assert stored["status"] == "VOIDED"
     assert stored["failure"]["code"] == "expired"
-    assert await balance(alice) == {"posted": 10, "pending_in": 0, "pending_out": 0, "available": 10}
+    assert await balance(alice) == {
+        "posted": 10,
+        "pending_in": 0,
+        "pending_out": 0,
+        "available": 10,
+    }
     assert await balance(bob) == {"posted": 0, "pending_in": 0, "pending_out": 0, "available": 0}
     again = await api.put(f"/v1/transactions/{on_access}")
     assert again.status_code == 409
@@ -318,7 +349,9 @@ async def test_back_dated_timestamp_and_out_of_order(api: httpx.AsyncClient, uid
 async def test_replace_transaction_data(api: httpx.AsyncClient, uid, fund):
     alice, tid = uid("alice"), uid("t")
     await fund(alice, "5")
-    await api.post("/v1/transactions", json={**transfer(tid, alice, uid("b"), "5"), "data": {"a": 1}})
+    await api.post(
+        "/v1/transactions", json={**transfer(tid, alice, uid("b"), "5"), "data": {"a": 1}}
+    )
     replaced = await api.put(f"/v1/transactions/{tid}/data", json={"data": {"b": [True, None]}})
     assert replaced.status_code == 200
     assert replaced.json()["data"] == {"b": [True, None]}
@@ -351,10 +384,20 @@ async def test_other_tenant_cannot_touch_transaction(api, other_api, uid, fund):
     assert (await api.get(f"/v1/transactions/{tid}")).json()["status"] == "PENDING"
 
 
-@pytest.mark.parametrize("amount", ["1", "12345678901234567890", "0.000000000000000001"])
+@pytest.mark.parametrize(
+    "amount",
+    [
+        "1",
+        "12345678901234567890",
+        "0.000000000000000001",
+        "12345678901234567890.123456789012345678",
+    ],
+)
 async def test_amount_edges_round_trip(api: httpx.AsyncClient, uid, amount: str):
     source, target = uid("src"), uid("dst")
     await api.post("/v1/accounts", json={"id": source, "balance_rule": "any"})
-    response = await api.post("/v1/transactions/immediate", json=transfer(uid("t"), source, target, amount))
+    response = await api.post(
+        "/v1/transactions/immediate", json=transfer(uid("t"), source, target, amount)
+    )
     assert response.status_code == 201, response.text
     assert response.json()["lines"][1]["amount"] == amount

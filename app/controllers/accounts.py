@@ -22,7 +22,7 @@ from app.controllers.schemas import (
 )
 from app.ledger.documents import new_id, parse_instant
 from app.ledger.errors import InvalidRequest, NotFound
-from app.ledger.money import check_currency, format_amount
+from app.ledger.money import EXACT, check_currency, format_amount
 from app.ledger.rules import Rule
 from app.ledger.service import Ledger
 from app.models.store import PostgresStore
@@ -102,7 +102,7 @@ class AccountController(Controller):
                         posted=format_amount(e.posted),
                         pending_in=format_amount(e.pending_in),
                         pending_out=format_amount(e.pending_out),
-                        available=format_amount(e.posted - e.pending_out),
+                        available=format_amount(EXACT.subtract(e.posted, e.pending_out)),
                         timestamp=e.timestamp,
                     )
                     for e in page
@@ -117,4 +117,6 @@ class AccountController(Controller):
         if suffix:
             raise NotFound("no such resource")
         body = decode_data(await request.body())
-        return account_out(await ledger.replace_account_data(tenant_of(request), account_id, body.data))
+        return account_out(
+            await ledger.replace_account_data(tenant_of(request), account_id, body.data)
+        )

@@ -10,7 +10,9 @@ from litestar import Request
 from app.ledger.errors import NotFound
 
 
-def split_rest(request: Request[Any, Any, Any], prefix: str, suffixes: tuple[str, ...]) -> tuple[str, str]:
+def split_rest(
+    request: Request[Any, Any, Any], prefix: str, suffixes: tuple[str, ...]
+) -> tuple[str, str]:
     """(id, suffix) from `{prefix}/{id}[/{suffix}]`; `%2F` inside an id stays in the id."""
     raw = request.scope.get("raw_path") or request.scope["path"].encode()
     rest = bytes(raw).decode("latin-1").partition("?")[0][len(prefix) + 1 :]

@@ -19,7 +19,7 @@ from app.ledger.documents import (
     shorthand_lines,
 )
 from app.ledger.errors import InvalidRequest
-from app.ledger.money import check_id, format_amount
+from app.ledger.money import EXACT, check_id, format_amount
 from app.ledger.rules import Head
 from app.ledger.service import Account, Transaction
 
@@ -171,7 +171,7 @@ def balance_out(posted: Decimal, pending_in: Decimal, pending_out: Decimal) -> B
         posted=format_amount(posted),
         pending_in=format_amount(pending_in),
         pending_out=format_amount(pending_out),
-        available=format_amount(posted - pending_out),
+        available=format_amount(EXACT.subtract(posted, pending_out)),
     )
 
 

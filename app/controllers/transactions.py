@@ -43,7 +43,7 @@ class TransactionController(Controller):
 
     @get("/{rest:path}")
     async def read(self, request: Request[Any, Any, State], ledger: Ledger) -> TransactionOut:
-        transaction_id, suffix = split_rest(request, PREFIX, ())
+        transaction_id, _ = split_rest(request, PREFIX, ())
         return transaction_out(await ledger.transaction(tenant_of(request), transaction_id))
 
     @put("/{rest:path}")

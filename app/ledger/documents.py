@@ -84,7 +84,7 @@ class Line:
     amount: Decimal
 
     def negated(self) -> Line:
-        return Line(self.account, self.currency, -self.amount)
+        return Line(self.account, self.currency, EXACT.minus(self.amount))
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,8 +132,8 @@ def shorthand_lines(
     if other == account:
         raise InvalidRequest("counterparty: must differ from account")
     if kind == "CREDIT":
-        return [(other, currency, -value), (account, currency, value)]
-    return [(account, currency, -value), (other, currency, value)]
+        return [(other, currency, EXACT.minus(value)), (account, currency, value)]
+    return [(account, currency, EXACT.minus(value)), (other, currency, value)]
 
 
 def parse_lines(raw: Sequence[tuple[str, str, object]]) -> tuple[Line, ...]:

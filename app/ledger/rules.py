@@ -73,7 +73,7 @@ class Entry:
 def apply_line(head: Head, amount: Decimal, effect: Effect) -> Head:
     """The head after one line's effect (pure arithmetic, no rule check)."""
     incoming = amount if amount > 0 else ZERO
-    outgoing = -amount if amount < 0 else ZERO
+    outgoing = EXACT.minus(amount) if amount < 0 else ZERO
     add, sub = EXACT.add, EXACT.subtract
     if effect is Effect.HOLD:
         return replace(
@@ -131,7 +131,7 @@ def breach(before: Head, after: Head) -> dict[str, Any] | None:
         level_before = EXACT.add(before.posted, before.pending_in)
         level_after = EXACT.add(after.posted, after.pending_in)
         if level_after > 0 and level_after > level_before:
-            room = -level_before
+            room = EXACT.minus(level_before)
             needed = EXACT.subtract(level_after, level_before)
             return failure(
                 "balance_rule_violated",
@@ -196,9 +196,7 @@ def apply_lines(
     return Outcome(changed, tuple(entries), None)
 
 
-def timestamp_failure(
-    heads: Iterable[Head], timestamp: datetime
-) -> dict[str, Any] | None:
+def timestamp_failure(heads: Iterable[Head], timestamp: datetime) -> dict[str, Any] | None:
     """A back-dated timestamp must not be earlier than any touched account's last entry."""
     for head in heads:
         if head.last_ts is not None and timestamp < head.last_ts:

@@ -205,7 +205,9 @@ class Ledger:
                     expired = True
                 else:
                     outcome = apply_lines(unit.heads, locked.lines, Effect.SETTLE)
-                    await self._write(unit, locked, outcome.heads, outcome.entries, Status.COMPLETED)
+                    await self._write(
+                        unit, locked, outcome.heads, outcome.entries, Status.COMPLETED
+                    )
         if expired:
             raise Expired(f"transaction {transaction_id} expired")
         return await self.transaction(tenant, transaction_id)
@@ -313,9 +315,7 @@ class Ledger:
         self, unit: Unit, transaction: Transaction, failure: Mapping[str, Any] | None
     ) -> None:
         outcome = apply_lines(unit.heads, transaction.lines, Effect.RELEASE)
-        await self._write(
-            unit, transaction, outcome.heads, outcome.entries, Status.VOIDED, failure
-        )
+        await self._write(unit, transaction, outcome.heads, outcome.entries, Status.VOIDED, failure)
 
     async def _reverse(self, unit: Unit, original: Transaction) -> None:
         lines = tuple(line.negated() for line in original.lines)

@@ -1,0 +1,100 @@
+"""Amounts: exact parsing, limits at their edges, formatting; ids and currencies."""
+
+from decimal import Decimal
+
+import pytest
+
+from app.ledger.errors import InvalidAmount, InvalidRequest
+from app.ledger.money import check_currency, check_id, format_amount, parse_amount
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("12.50", Decimal("12.50")),
+        ("-3", Decimal(-3)),
+        ("+7", Decimal(7)),
+        (".5", Decimal("0.5")),
+        ("1e3", Decimal(1000)),
+        (42, Decimal(42)),
+        (Decimal("0.1"), Decimal("0.1")),
+        (
+            "99999999999999999999.999999999999999999",
+            Decimal("99999999999999999999.999999999999999999"),
+        ),
+        ("0.000000000000000001", Decimal("1e-18")),
+        ("1.500000000000000000000", Decimal("1.5")),  # trailing zeros are not significant
+        ("0.0000000000000000000000", Decimal(0)),
+    ],
+)
+def test_parse_amount_exact(value: object, expected: Decimal) -> None:
+    assert parse_amount(value, "amount") == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "100000000000000000000",  # 21 integer digits
+        "0.0000000000000000001",  # 19 fractional digits
+        "1e20",
+        "1e400",
+        "NaN",
+        "Infinity",
+        "-inf",
+        "1_000",
+        " 1",
+        "1 ",
+        "",
+        "0x10",
+        "1,5",
+        1.5,
+        True,
+        None,
+        [1],
+    ],
+)
+def test_parse_amount_rejects(value: object) -> None:
+    with pytest.raises(InvalidAmount):
+        parse_amount(value, "amount")
+
+
+def test_largest_amount_with_38_digits_is_exact() -> None:
+    text = "12345678901234567890.123456789012345678"
+    assert format_amount(parse_amount(text, "amount")) == text
+
+
+@pytest.mark.parametrize(
+    ("amount", "text"),
+    [
+        (Decimal("100.000000000000000000"), "100"),
+        (Decimal("1E+2"), "100"),
+        (Decimal("0E-18"), "0"),
+        (Decimal("-0"), "0"),
+        (Decimal("-2.50"), "-2.5"),
+        (Decimal("1e-18"), "0.000000000000000001"),
+    ],
+)
+def test_format_amount_plain_without_exponent(amount: Decimal, text: str) -> None:
+    assert format_amount(amount) == text
+
+
+@pytest.mark.parametrize("code", ["USD", "BTC", "shelf-items", "a.b:c_d", "X" * 32])
+def test_currency_ok(code: str) -> None:
+    check_currency(code, "currency")
+
+
+@pytest.mark.parametrize("code", ["", "US D", "X" * 33, "€", "a/b"])
+def test_currency_rejected(code: str) -> None:
+    with pytest.raises(InvalidRequest):
+        check_currency(code, "currency")
+
+
+@pytest.mark.parametrize("value", ["a", "@world", "users/42:wallet", "x" * 128, "A-Z_0.9"])
+def test_id_ok(value: str) -> None:
+    check_id(value, "id")
+
+
+@pytest.mark.parametrize("value", ["", "x" * 129, "has space", "é", "a?b", "a#b"])
+def test_id_rejected(value: str) -> None:
+    with pytest.raises(InvalidRequest):
+        check_id(value, "id")
