@@ -144,5 +144,6 @@ def test_fingerprint_reads_amounts_as_decimals() -> None:
 
 def test_new_id_is_uuid7_and_ordered() -> None:
     first, second = new_id(), new_id()
-    assert first[14] == "7" and first[19] in "89ab"
+    assert first[14] == "7"
+    assert first[19] in "89ab"
     assert first[:13] <= second[:13]
