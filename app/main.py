@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from litestar import Litestar
@@ -51,7 +52,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         socket_timeout=settings.redis_timeout_s,
         socket_connect_timeout=settings.redis_timeout_s,
     )
-    ledger = Ledger(store)
+    ledger = Ledger(store, clock=lambda: datetime.now(UTC))
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:

@@ -7,7 +7,7 @@ store's row locks, taken in sorted key order.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -145,8 +145,11 @@ EXPIRED_FAILURE = {"code": "expired", "detail": "the transaction expired before 
 class Ledger:
     """The operations of the API, each a short sequence of store calls."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, clock: Callable[[], datetime]) -> None:
         self.store = store
+        # NOTE: the process clock only decides whether to look; the database clock,
+        # read under the locks, decides whether a hold has expired.
+        self.clock = clock
 
     # Accounts
 
@@ -248,7 +251,7 @@ class Ledger:
         document, the expiry of a PENDING one past its `expires_at`."""
         if stored.status is Status.RECORDED:
             await self._check_and_flip(tenant, stored)
-        elif stored.status is Status.PENDING and stored.expires_at is not None:
+        elif _is_expired(stored, self.clock()):
             async with self.store.lock(tenant, stored.id, stored.keys) as unit:
                 locked = _must(unit.transaction, stored.id)
                 if _is_expired(locked, unit.now):

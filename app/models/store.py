@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -12,7 +12,8 @@ from typing import Any
 
 import msgspec
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from app.ledger.documents import WORLD, Draft, Line, Mode, Status
@@ -277,23 +278,17 @@ class PostgresStore:
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
-        try:
+        """A connection whose statements commit one by one."""
+        with _translated_errors():
             async with self.autocommit.connect() as connection:
                 yield connection
-        except (OperationalError, InterfaceError, OSError) as exc:
-            raise Unavailable("the database is unavailable") from exc
 
     @asynccontextmanager
     async def _begin(self) -> AsyncIterator[AsyncConnection]:
-        try:
+        """A connection inside one database transaction, committed on exit."""
+        with _translated_errors():
             async with self.engine.begin() as connection:
                 yield connection
-        except (OperationalError, InterfaceError, OSError) as exc:
-            raise Unavailable("the database is unavailable") from exc
-        except DBAPIError as exc:
-            if getattr(exc.orig, "sqlstate", None) in ("40001", "40P01"):
-                raise Unavailable("a conflict between concurrent writes; retry") from exc
-            raise
 
     async def ping(self) -> None:
         async with self._read() as connection:
@@ -566,6 +561,25 @@ class PostgresStore:
             last = page[-1]
             cursor = _write_cursor(last.timestamp, last.currency, last.seq)
         return page, cursor
+
+
+# SQLSTATE classes that say "try again": connection, rollback (deadlock, serialization),
+# insufficient resources, operator intervention (statement timeout, shutdown).
+_RETRYABLE_SQLSTATE_CLASSES = ("08", "40", "53", "57")
+
+
+@contextmanager
+def _translated_errors() -> Iterator[None]:
+    """Storage errors become `Unavailable` (a retryable 503) at the storage edge."""
+    try:
+        yield
+    except (PoolTimeout, OSError) as exc:
+        raise Unavailable("the database is unavailable; retry") from exc
+    except DBAPIError as exc:
+        sqlstate = str(getattr(exc.orig, "sqlstate", None) or "")
+        if exc.connection_invalidated or sqlstate[:2] in _RETRYABLE_SQLSTATE_CLASSES:
+            raise Unavailable("the database is unavailable; retry") from exc
+        raise
 
 
 def _write_cursor(timestamp: datetime, currency: str, seq: int) -> str:
