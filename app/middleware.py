@@ -95,7 +95,12 @@ class Authentication:
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(API_PREFIX + "/"):
+        # NOTE: CORS preflights carry no credentials; Litestar's CORS layer answers them.
+        if (
+            scope["type"] != "http"
+            or scope["method"] == "OPTIONS"
+            or not scope["path"].startswith(API_PREFIX + "/")
+        ):
             await self.app(scope, receive, send)
             return
         tenant = self.tenant(_header(scope, b"authorization"))
