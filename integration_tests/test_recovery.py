@@ -20,7 +20,9 @@ async def record_only(backends: Backends, tid: str, lines: list[tuple[str, str, 
             await connection.execute(
                 "INSERT INTO transactions (tenant, id, status, mode, lines, data, fingerprint)"
                 " VALUES ('test', $1, 'RECORDED', $2, $3::jsonb, '{}', 'crashed')",
-                tid, mode, json.dumps(lines),
+                tid, mode, json.dumps([
+                    {"account": a, "currency": c, "amount": x} for a, c, x in lines
+                ]),
             )  # fmt: skip
             for account, currency, _ in lines:
                 await connection.execute(

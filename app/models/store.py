@@ -30,11 +30,14 @@ def _json(value: Any) -> Any:
 
 
 def _lines_json(lines: Sequence[Line]) -> str:
-    return _encode([[ln.account, ln.currency, str(ln.amount)] for ln in lines]).decode()
+    """Lines as objects, so that `lines @> '[{"account": ...}]'` finds them by index."""
+    return _encode(
+        [{"account": ln.account, "currency": ln.currency, "amount": str(ln.amount)} for ln in lines]
+    ).decode()
 
 
 def _lines(value: Any) -> tuple[Line, ...]:
-    return tuple(Line(a, c, Decimal(x)) for a, c, x in _json(value))
+    return tuple(Line(x["account"], x["currency"], Decimal(x["amount"])) for x in _json(value))
 
 
 def _split(keys: Sequence[Key]) -> dict[str, list[str]]:
