@@ -12,6 +12,7 @@ from app.controllers.paths import split_rest, tenant_of
 from app.controllers.schemas import (
     AccountIn,
     AccountOut,
+    AccountsOut,
     BalancesAtOut,
     DataIn,
     EntriesOut,
@@ -24,7 +25,9 @@ from app.ledger.documents import new_id, parse_instant
 from app.ledger.errors import InvalidRequest, NotFound
 from app.ledger.money import EXACT, check_currency, format_amount
 from app.ledger.rules import Rule
+from app.ledger.search import Page, Target, decode_body, parse_page
 from app.ledger.service import Ledger
+from app.models.search import search_accounts
 from app.models.store import PostgresStore
 
 PAGE_LIMIT_MAX = 1000
@@ -47,8 +50,32 @@ def decode_data(body: bytes) -> DataIn:
         raise InvalidRequest(f"body: {exc}") from exc
 
 
+async def search_page(request: Request[Any, Any, State], target: Target) -> Page:
+    """The query from the body (GET or POST) and the query-string shortcuts."""
+    body = decode_body(await request.body())
+    return parse_page(target, body, dict(request.query_params))
+
+
+async def _search(request: Request[Any, Any, State], store: PostgresStore) -> AccountsOut:
+    page = await search_page(request, Target.ACCOUNTS)
+    accounts, cursor = await search_accounts(store, tenant_of(request), page)
+    return AccountsOut(items=[account_out(a) for a in accounts], next=cursor)
+
+
 class AccountController(Controller):
     path = PREFIX
+
+    @get("/")
+    async def search(self, request: Request[Any, Any, State], store: PostgresStore) -> AccountsOut:
+        """Search accounts: the query in the body, or none for all; by id."""
+        return await _search(request, store)
+
+    @post("/_search", status_code=200)
+    async def search_by_post(
+        self, request: Request[Any, Any, State], store: PostgresStore
+    ) -> AccountsOut:
+        """The same search, for clients that cannot send a GET body."""
+        return await _search(request, store)
 
     @post("/", status_code=201)
     async def create(

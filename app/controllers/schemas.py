@@ -166,6 +166,16 @@ class TransactionOut(msgspec.Struct):
     events: list[EventOut]
 
 
+class AccountsOut(msgspec.Struct):
+    items: list[AccountOut]
+    next: str | None
+
+
+class TransactionsOut(msgspec.Struct):
+    items: list[TransactionOut]
+    next: str | None
+
+
 def balance_out(posted: Decimal, pending_in: Decimal, pending_out: Decimal) -> BalanceOut:
     return BalanceOut(
         posted=format_amount(posted),

@@ -7,18 +7,47 @@ from typing import Any
 from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.datastructures import State
 
-from app.controllers.accounts import decode_data
+from app.controllers.accounts import decode_data, search_page
 from app.controllers.paths import split_rest, tenant_of
-from app.controllers.schemas import TransactionIn, TransactionOut, transaction_out, utc_now
+from app.controllers.schemas import (
+    TransactionIn,
+    TransactionOut,
+    TransactionsOut,
+    transaction_out,
+    utc_now,
+)
 from app.ledger.documents import Mode
 from app.ledger.errors import NotFound
+from app.ledger.search import Target
 from app.ledger.service import Ledger
+from app.models.search import search_transactions
+from app.models.store import PostgresStore
 
 PREFIX = "/v1/transactions"
 
 
+async def _search(request: Request[Any, Any, State], store: PostgresStore) -> TransactionsOut:
+    page = await search_page(request, Target.TRANSACTIONS)
+    found, cursor = await search_transactions(store, tenant_of(request), page)
+    return TransactionsOut(items=[transaction_out(t) for t in found], next=cursor)
+
+
 class TransactionController(Controller):
     path = PREFIX
+
+    @get("/")
+    async def search(
+        self, request: Request[Any, Any, State], store: PostgresStore
+    ) -> TransactionsOut:
+        """Search transactions: oldest first by timestamp, then id."""
+        return await _search(request, store)
+
+    @post("/_search", status_code=200)
+    async def search_by_post(
+        self, request: Request[Any, Any, State], store: PostgresStore
+    ) -> TransactionsOut:
+        """The same search, for clients that cannot send a GET body."""
+        return await _search(request, store)
 
     async def _create(
         self, request: Request[Any, Any, State], data: TransactionIn, ledger: Ledger, mode: Mode

@@ -25,7 +25,7 @@ from app.settings import Settings, sqlalchemy_url
 _encode = msgspec.json.Encoder(decimal_format="string").encode
 
 
-def _json(value: Any) -> Any:
+def json_value(value: Any) -> Any:
     return msgspec.json.decode(value) if isinstance(value, str | bytes) else value
 
 
@@ -37,7 +37,7 @@ def _lines_json(lines: Sequence[Line]) -> str:
 
 
 def _lines(value: Any) -> tuple[Line, ...]:
-    return tuple(Line(x["account"], x["currency"], Decimal(x["amount"])) for x in _json(value))
+    return tuple(Line(x["account"], x["currency"], Decimal(x["amount"])) for x in json_value(value))
 
 
 def _split(keys: Sequence[Key]) -> dict[str, list[str]]:
@@ -149,7 +149,7 @@ RETURNING id
 """
 
 
-def _head(row: Any) -> Head:
+def head_from_row(row: Any) -> Head:
     return Head(
         account=row.account,
         currency=row.currency,
@@ -162,22 +162,22 @@ def _head(row: Any) -> Head:
     )
 
 
-def _transaction(row: Any, events: Any = ()) -> Transaction:
+def transaction_from_row(row: Any, events: Any = ()) -> Transaction:
     return Transaction(
         id=row.id,
         status=Status(row.status),
         mode=Mode(row.mode),
         lines=_lines(row.lines),
-        data=_json(row.data),
+        data=json_value(row.data),
         timestamp=row.timestamp,
         timestamp_given=row.timestamp_given,
         created_at=row.created_at,
         expires_at=row.expires_at,
-        failure=_json(row.failure) if row.failure is not None else None,
+        failure=json_value(row.failure) if row.failure is not None else None,
         reverses=row.reverses,
         reversal_id=row.reversal_id,
         fingerprint=row.fingerprint,
-        events=tuple((Status(s), datetime.fromisoformat(at)) for s, at in _json(events)),
+        events=tuple((Status(s), datetime.fromisoformat(at)) for s, at in json_value(events)),
     )
 
 
@@ -280,7 +280,7 @@ class PostgresStore:
         await self.engine.dispose()
 
     @asynccontextmanager
-    async def _read(self) -> AsyncIterator[AsyncConnection]:
+    async def connection(self) -> AsyncIterator[AsyncConnection]:
         """A connection whose statements commit one by one."""
         with _translated_errors():
             async with self.autocommit.connect() as connection:
@@ -294,12 +294,12 @@ class PostgresStore:
                 yield connection
 
     async def ping(self) -> None:
-        async with self._read() as connection:
+        async with self.connection() as connection:
             await connection.execute(text("SELECT 1"))
 
     async def ensure_accounts(self, tenants: Sequence[str]) -> None:
         """Every tenant has the built-in `@world` account with rule `any`."""
-        async with self._read() as connection:
+        async with self.connection() as connection:
             await connection.execute(
                 text(
                     "INSERT INTO accounts (tenant, id, balance_rule) "
@@ -313,7 +313,7 @@ class PostgresStore:
 
     async def record(self, tenant: str, draft: Draft) -> tuple[Transaction, bool]:
         keys = sorted({(line.account, line.currency) for line in draft.lines})
-        async with self._read() as connection:
+        async with self.connection() as connection:
             created_at = (
                 await connection.execute(
                     text(RECORD),
@@ -357,9 +357,9 @@ class PostgresStore:
         )
 
     async def heads(self, tenant: str, keys: Sequence[Key]) -> dict[Key, Head]:
-        async with self._read() as connection:
+        async with self.connection() as connection:
             rows = await connection.execute(text(HEAD_SELECT), {"tenant": tenant, **_split(keys)})
-            return {(r.account, r.currency): _head(r) for r in rows}
+            return {(r.account, r.currency): head_from_row(r) for r in rows}
 
     @asynccontextmanager
     async def lock(
@@ -382,14 +382,14 @@ class PostgresStore:
                 rows = await connection.execute(
                     text(HEAD_SELECT + " FOR UPDATE OF b"), {"tenant": tenant, **_split(keys)}
                 )
-                heads = {(r.account, r.currency): _head(r) for r in rows}
+                heads = {(r.account, r.currency): head_from_row(r) for r in rows}
             # 3. Read the clock only now that the locks are held.
             now = (await connection.execute(text("SELECT clock_timestamp()"))).scalar_one()
-            transaction = _transaction(row) if row is not None else None
+            transaction = transaction_from_row(row) if row is not None else None
             yield _Unit(connection, tenant, transaction, heads, now)
 
     async def transaction(self, tenant: str, transaction_id: str) -> Transaction | None:
-        async with self._read() as connection:
+        async with self.connection() as connection:
             row = (
                 await connection.execute(
                     text(
@@ -403,12 +403,12 @@ class PostgresStore:
                     {"tenant": tenant, "id": transaction_id},
                 )
             ).first()
-        return None if row is None else _transaction(row, row.events)
+        return None if row is None else transaction_from_row(row, row.events)
 
     async def replace_transaction_data(
         self, tenant: str, transaction_id: str, data: Mapping[str, Any]
     ) -> bool:
-        async with self._read() as connection:
+        async with self.connection() as connection:
             result = await connection.execute(
                 text(
                     "UPDATE transactions SET data = CAST(:data AS jsonb) "
@@ -420,7 +420,7 @@ class PostgresStore:
 
     async def due(self, resume_after_s: float, limit: int) -> list[tuple[str, str]]:
         """Documents a reader must not find half done: expired holds, stale records."""
-        async with self._read() as connection:
+        async with self.connection() as connection:
             rows = await connection.execute(
                 text(
                     "(SELECT tenant, id FROM transactions"
@@ -441,7 +441,7 @@ class PostgresStore:
     async def insert_account(
         self, tenant: str, account_id: str, rule: Rule, data: Mapping[str, Any]
     ) -> tuple[Account, bool]:
-        async with self._read() as connection:
+        async with self.connection() as connection:
             row = (
                 await connection.execute(
                     text(
@@ -462,7 +462,7 @@ class PostgresStore:
         return account, row is not None
 
     async def account(self, tenant: str, account_id: str) -> Account | None:
-        async with self._read() as connection:
+        async with self.connection() as connection:
             row = (
                 await connection.execute(
                     text(
@@ -486,15 +486,15 @@ class PostgresStore:
             return Account(
                 id=row.id,
                 rule=Rule(row.balance_rule),
-                data=_json(row.data),
+                data=json_value(row.data),
                 created_at=row.created_at,
-                heads=tuple(_head(h) for h in heads),
+                heads=tuple(head_from_row(h) for h in heads),
             )
 
     async def replace_account_data(
         self, tenant: str, account_id: str, data: Mapping[str, Any]
     ) -> bool:
-        async with self._read() as connection:
+        async with self.connection() as connection:
             result = await connection.execute(
                 text(
                     "UPDATE accounts SET data = CAST(:data AS jsonb) "
@@ -508,7 +508,7 @@ class PostgresStore:
         self, tenant: str, account_id: str, at: datetime, currency: str | None
     ) -> list[BalanceRow]:
         """The last entry at or before `at`, per currency: one index probe each."""
-        async with self._read() as connection:
+        async with self.connection() as connection:
             rows = await connection.execute(
                 text(
                     "SELECT b.currency, e.posted, e.pending_in, e.pending_out"
@@ -542,9 +542,9 @@ class PostgresStore:
         }
         keyset = ""
         if after is not None:
-            params["a_ts"], params["a_currency"], params["a_seq"] = _read_cursor(after)
+            params["a_ts"], params["a_currency"], params["a_seq"] = _entry_key(after)
             keyset = " AND (timestamp, currency, seq) > (:a_ts, :a_currency, :a_seq)"
-        async with self._read() as connection:
+        async with self.connection() as connection:
             rows = list(
                 await connection.execute(
                     text(
@@ -562,7 +562,7 @@ class PostgresStore:
         cursor = None
         if len(rows) > limit:
             last = page[-1]
-            cursor = _write_cursor(last.timestamp, last.currency, last.seq)
+            cursor = encode_cursor([last.timestamp.isoformat(), last.currency, last.seq])
         return page, cursor
 
 
@@ -585,15 +585,22 @@ def _translated_errors() -> Iterator[None]:
         raise
 
 
-def _write_cursor(timestamp: datetime, currency: str, seq: int) -> str:
-    raw = _encode([timestamp.isoformat(), currency, seq])
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+def encode_cursor(values: list[Any]) -> str:
+    """An opaque page cursor: the last row's key, URL-safe."""
+    return base64.urlsafe_b64encode(_encode(values)).decode().rstrip("=")
 
 
-def _read_cursor(cursor: str) -> tuple[datetime, str, int]:
+def decode_cursor(cursor: str, error: type[InvalidRequest] = InvalidRequest) -> list[Any]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        ts, currency, seq = msgspec.json.decode(raw, type=tuple[str, str, int])
-        return datetime.fromisoformat(ts), currency, seq
+        return msgspec.json.decode(raw, type=list[Any])
     except (ValueError, msgspec.DecodeError) as exc:
+        raise error("after: not a cursor of this list") from exc
+
+
+def _entry_key(cursor: str) -> tuple[datetime, str, int]:
+    try:
+        ts, currency, seq = msgspec.convert(decode_cursor(cursor), type=tuple[str, str, int])
+        return datetime.fromisoformat(ts), currency, seq
+    except (ValueError, msgspec.ValidationError) as exc:
         raise InvalidRequest("after: not a cursor of this list") from exc
