@@ -186,8 +186,8 @@ async def test_contract_example(api, suite):
     ]:
         await api.post("/v1/accounts", json={"id": account, "data": {**data, "suite": suite}})
         if usd != "0":
-            await api.post("/v1/transactions/immediate", json={
-                "type": "CREDIT", "account": account, "currency": "USD", "amount": usd})  # fmt: skip
+            credit = {"type": "CREDIT", "account": account, "currency": "USD", "amount": usd}
+            await api.post("/v1/transactions/immediate", json=credit)
     body = {"query": {"must":   {"fields": [{"balance.USD": {"gt": 0}}],
                                  "terms":  [{"status": "completed", "active": True},
                                             {"suite": suite}],
