@@ -51,26 +51,27 @@ class Backends:
     stops: list[Stop] = field(default_factory=list)
 
     @classmethod
-    def start(cls) -> Backends:
+    def start(cls, purpose: str = "test") -> Backends:
+        """`{PURPOSE}_DATABASE_URL` / `{PURPOSE}_REDIS_URL`, else embedded servers."""
         started = cls("", "", [])
         try:
-            started._start()
+            started._start(purpose)
         except BaseException:
             started.stop()
             raise
         return started
 
-    def _start(self) -> None:
+    def _start(self, purpose: str) -> None:
         stops = self.stops
-        server_url = os.environ.get("TEST_DATABASE_URL")
+        server_url = os.environ.get(f"{purpose.upper()}_DATABASE_URL")
         if not server_url:
-            server_url, stop = start_postgres(DATA / "test-pg")
+            server_url, stop = start_postgres(DATA / f"{purpose}-pg")
             stops.append(stop)
-        redis_url = os.environ.get("TEST_REDIS_URL")
+        redis_url = os.environ.get(f"{purpose.upper()}_REDIS_URL")
         if not redis_url:
-            redis_url, stop = start_valkey(DATA / "test-valkey")
+            redis_url, stop = start_valkey(DATA / f"{purpose}-valkey")
             stops.append(stop)
-        name = f"twofold_test_{os.getpid()}"
+        name = f"twofold_{purpose}_{os.getpid()}"
         asyncio.run(_admin(server_url, f"DROP DATABASE IF EXISTS {name}"))
         asyncio.run(_admin(server_url, f"CREATE DATABASE {name}"))
         database_url = with_database(server_url, name)

@@ -257,6 +257,16 @@ async def test_pages_are_stable_while_rows_are_inserted(api: httpx.AsyncClient, 
     assert sorted(seen) == sorted(set(seen))
     assert seen[:25] == expected[:25]
     assert set(seen) == set(expected)
+    # The same through the account's postings, and in the same order.
+    by_account: list[str] = []
+    body = {"query": {"must": {"fields": [{"account": {"eq": account}}]}}, "limit": 7}
+    while True:
+        page = await search(api, "transactions", body)
+        by_account += [x["id"] for x in page["items"]]
+        if page["next"] is None:
+            break
+        body["after"] = page["next"]
+    assert by_account == seen
     accounts = await search(api, "accounts", {"limit": 1000})
     assert len(accounts["items"]) == 1000 or accounts["next"] is None
 

@@ -78,6 +78,20 @@ class StatusChange:
     reversal_id: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Posting:
+    """One account a transaction touches, listed once it leaves RECORDED (for search)."""
+
+    transaction_id: str
+    account: str
+    timestamp: datetime
+
+
+def postings(transaction_id: str, lines: Sequence[Line], timestamp: datetime) -> list[Posting]:
+    accounts = dict.fromkeys(line.account for line in lines)
+    return [Posting(transaction_id, account, timestamp) for account in accounts]
+
+
 @dataclass(slots=True)
 class Changes:
     """Everything one flip writes, in one database transaction."""
@@ -87,6 +101,7 @@ class Changes:
     entries: list[tuple[str, Entry]] = field(default_factory=list)
     status_changes: list[StatusChange] = field(default_factory=list)
     inserts: list[Transaction] = field(default_factory=list)
+    postings: list[Posting] = field(default_factory=list)
 
 
 class Unit(Protocol):
@@ -286,7 +301,14 @@ class Ledger:
             if problem is not None or outcome is None:
                 at = unit.now
                 change = StatusChange(locked.id, Status.FAILED, failure=problem)
-                await unit.write(Changes(at=at, status_changes=[change]))
+                timestamp = locked.timestamp if locked.timestamp_given and locked.timestamp else at
+                await unit.write(
+                    Changes(
+                        at=at,
+                        status_changes=[change],
+                        postings=postings(locked.id, locked.lines, timestamp),
+                    )
+                )
                 return
             target = Status.PENDING if effect is Effect.HOLD else Status.COMPLETED
             await self._write(unit, locked, outcome.heads, outcome.entries, target)
@@ -305,12 +327,14 @@ class Ledger:
             at = transaction.timestamp
         else:
             at = _clock_instant(unit)
+        first = transaction.status is Status.RECORDED
         await unit.write(
             Changes(
                 at=at,
                 heads=[*heads.values()],
                 entries=[(transaction.id, entry) for entry in entries],
                 status_changes=[StatusChange(transaction.id, status, failure=failure)],
+                postings=postings(transaction.id, transaction.lines, at) if first else [],
             )
         )
 
@@ -350,6 +374,7 @@ class Ledger:
                     StatusChange(original.id, Status.REVERSED, reversal_id=reversal.id)
                 ],
                 inserts=[reversal],
+                postings=postings(reversal.id, lines, at),
             )
         )
 

@@ -195,15 +195,27 @@ async def search_transactions(
     compiler = _Compiler(Target.TRANSACTIONS)
     where = compiler.where(page.query.must, page.query.should)
     params = {**compiler.params, "tenant": tenant, "limit": page.limit + 1}
+    account = _required_account(page.query.must)
+    if account is None:
+        source, order = "transactions t WHERE t.tenant = :tenant", "t.timestamp, t.id"
+    else:
+        # An account's transactions come from its postings, already in page order.
+        params["account"] = account
+        source = (
+            "transaction_accounts p JOIN transactions t"
+            " ON t.tenant = p.tenant AND t.id = p.transaction_id"
+            " WHERE p.tenant = :tenant AND p.account = :account"
+        )
+        order = "p.timestamp, p.transaction_id"
     keyset = ""
     if page.after is not None:
         after_ts, params["after_id"] = _after(page, tenant, 2)
         params["after_ts"] = _instant(after_ts)
-        keyset = " AND (t.timestamp, t.id) > (:after_ts, :after_id)"
+        keyset = f" AND ({order}) > (:after_ts, :after_id)"
     sql = (
-        f"SELECT {TRANSACTION_COLUMNS} FROM transactions t"
-        f" WHERE t.tenant = :tenant AND t.status <> 'RECORDED' AND {where}{keyset}"
-        " ORDER BY t.timestamp, t.id LIMIT :limit"
+        f"SELECT {', '.join('t.' + c.strip() for c in TRANSACTION_COLUMNS.split(','))}"
+        f" FROM {source} AND t.status <> 'RECORDED' AND {where}{keyset}"
+        f" ORDER BY {order} LIMIT :limit"
     )
     async with store.connection() as connection:
         rows = list(await connection.execute(text(sql), params))
@@ -230,6 +242,15 @@ async def search_transactions(
             [page.query.fingerprint(tenant), last.timestamp.isoformat(), last.id]
         )
     return transactions, cursor
+
+
+def _required_account(must: Sequence[Condition]) -> str | None:
+    """The account of a `must` condition `account eq X`, if the query has one."""
+    for condition in must:
+        for test in condition:
+            if isinstance(test, FieldTest) and test.field == "account" and test.op == "eq":
+                return str(test.value)
+    return None
 
 
 def _instant(value: Any) -> datetime:
