@@ -11,7 +11,6 @@ import msgspec
 from sqlalchemy import text
 
 from app.ledger.errors import InvalidQuery
-from app.ledger.rules import Rule
 from app.ledger.search import (
     Condition,
     FieldTest,
@@ -22,12 +21,12 @@ from app.ledger.search import (
 )
 from app.ledger.service import Account, Transaction
 from app.models.store import (
-    TRANSACTION_COLUMNS,
+    TRANSACTION_FIELDS,
     PostgresStore,
+    account_from_row,
     decode_cursor,
     encode_cursor,
     head_from_row,
-    json_value,
     transaction_from_row,
 )
 
@@ -173,16 +172,7 @@ async def search_accounts(
         by_account: dict[str, list[Any]] = {}
         for head in heads:
             by_account.setdefault(head.account, []).append(head_from_row(head))
-    accounts = [
-        Account(
-            id=r.id,
-            rule=Rule(r.balance_rule),
-            data=json_value(r.data),
-            created_at=r.created_at,
-            heads=tuple(by_account.get(r.id, ())),
-        )
-        for r in rows[: page.limit]
-    ]
+    accounts = [account_from_row(r, by_account.get(r.id, [])) for r in rows[: page.limit]]
     cursor = None
     if len(rows) > page.limit:
         cursor = encode_cursor([page.query.fingerprint(tenant), accounts[-1].id])
@@ -213,7 +203,7 @@ async def search_transactions(
         params["after_ts"] = _instant(after_ts)
         keyset = f" AND ({order}) > (:after_ts, :after_id)"
     sql = (
-        f"SELECT {', '.join('t.' + c.strip() for c in TRANSACTION_COLUMNS.split(','))}"
+        f"SELECT {', '.join('t.' + column for column in TRANSACTION_FIELDS)}"
         f" FROM {source} AND t.status <> 'RECORDED' AND {where}{keyset}"
         f" ORDER BY {order} LIMIT :limit"
     )

@@ -65,8 +65,11 @@ class EntryRow:
     timestamp: datetime
 
 
-TRANSACTION_COLUMNS = """id, status, mode, lines, data, timestamp, timestamp_given, created_at,
-    expires_at, failure, reverses, reversal_id, fingerprint"""
+TRANSACTION_FIELDS = (
+    "id", "status", "mode", "lines", "data", "timestamp", "timestamp_given", "created_at",
+    "expires_at", "failure", "reverses", "reversal_id", "fingerprint",
+)  # fmt: skip
+TRANSACTION_COLUMNS = ", ".join(TRANSACTION_FIELDS)
 
 HEAD_SELECT = """
 SELECT b.account, b.currency, a.balance_rule, b.posted, b.pending_in, b.pending_out,
@@ -164,6 +167,16 @@ def head_from_row(row: Any) -> Head:
         pending_out=row.pending_out,
         version=row.version,
         last_ts=row.last_ts,
+    )
+
+
+def account_from_row(row: Any, heads: Sequence[Head]) -> Account:
+    return Account(
+        id=row.id,
+        rule=Rule(row.balance_rule),
+        data=json_value(row.data),
+        created_at=row.created_at,
+        heads=tuple(heads),
     )
 
 
@@ -495,13 +508,7 @@ class PostgresStore:
                 ),
                 {"tenant": tenant, "id": account_id, "rule": row.balance_rule},
             )
-            return Account(
-                id=row.id,
-                rule=Rule(row.balance_rule),
-                data=json_value(row.data),
-                created_at=row.created_at,
-                heads=tuple(head_from_row(h) for h in heads),
-            )
+            return account_from_row(row, [head_from_row(h) for h in heads])
 
     async def replace_account_data(
         self, tenant: str, account_id: str, data: Mapping[str, Any]
