@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from app.controllers.accounts import AccountController
 from app.controllers.service import ServiceController
 from app.controllers.transactions import TransactionController
+from app.ledger.batcher import Batcher
 from app.ledger.service import Ledger
 from app.middleware import Authentication, Idempotency
 from app.models.store import PostgresStore
@@ -31,14 +32,12 @@ SWEEP_BATCH = 100
 
 
 async def sweep(ledger: Ledger, store: PostgresStore, settings: Settings) -> None:
-    """Void expired holds and finish documents a crashed request left RECORDED."""
+    """Void holds past their `expires_at`."""
     while True:
         await asyncio.sleep(settings.expiry_sweep_interval_s)
         try:
-            for tenant, transaction_id in await store.due(
-                settings.recorded_resume_after_s, SWEEP_BATCH
-            ):
-                await ledger.settle(tenant, transaction_id)
+            due = await store.due(SWEEP_BATCH)
+            await asyncio.gather(*(ledger.settle(tenant, tid) for tenant, tid in due))
         except Exception:
             log.exception("the expiry sweep failed; it runs again")
 
@@ -52,7 +51,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         socket_timeout=settings.redis_timeout_s,
         socket_connect_timeout=settings.redis_timeout_s,
     )
-    ledger = Ledger(store, clock=lambda: datetime.now(UTC))
+    batcher = Batcher(store.run_batch, settings.batch_size_max, settings.batch_wait_ms)
+    ledger = Ledger(store, batcher, clock=lambda: datetime.now(UTC))
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
+            await batcher.close()
             await redis.aclose()
             await store.close()
 

@@ -78,7 +78,8 @@ class Settings:
     idempotency_ttl_s: int = 24 * 3600
     idempotency_in_flight_ttl_s: int = 60
     expiry_sweep_interval_s: float = 1.0
-    recorded_resume_after_s: float = 30.0
+    batch_size_max: int = 256
+    batch_wait_ms: float = 1.0
     data_dir: str = ".data"
     log_level: str = "info"
 
@@ -102,7 +103,8 @@ class Settings:
             idempotency_ttl_s=int(e.get("IDEMPOTENCY_TTL_S", str(24 * 3600))),
             idempotency_in_flight_ttl_s=int(e.get("IDEMPOTENCY_IN_FLIGHT_TTL_S", "60")),
             expiry_sweep_interval_s=float(e.get("EXPIRY_SWEEP_INTERVAL_S", "1")),
-            recorded_resume_after_s=float(e.get("RECORDED_RESUME_AFTER_S", "30")),
+            batch_size_max=int(e.get("BATCH_SIZE_MAX", "256")),
+            batch_wait_ms=float(e.get("BATCH_WAIT_MS", "1")),
             data_dir=e.get("DATA_DIR", ".data"),
             log_level=e.get("LOG_LEVEL", "info"),
         )

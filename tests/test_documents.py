@@ -88,9 +88,6 @@ def test_zero_amount_line_rejected() -> None:
 
 
 ALLOWED = {
-    (Status.RECORDED, Status.PENDING),
-    (Status.RECORDED, Status.COMPLETED),
-    (Status.RECORDED, Status.FAILED),
     (Status.PENDING, Status.COMPLETED),
     (Status.PENDING, Status.FAILED),
     (Status.PENDING, Status.VOIDED),

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from app.ledger.batch import Transaction
 from app.ledger.documents import (
     Draft,
     Line,
@@ -21,7 +22,7 @@ from app.ledger.documents import (
 from app.ledger.errors import InvalidRequest
 from app.ledger.money import EXACT, check_id, format_amount
 from app.ledger.rules import Head
-from app.ledger.service import Account, Transaction
+from app.ledger.service import Account
 
 _encode_sorted = msgspec.json.Encoder(order="sorted", decimal_format="string").encode
 

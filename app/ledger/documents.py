@@ -21,9 +21,6 @@ WORLD = "@world"
 
 
 class Status(StrEnum):
-    # NOTE: RECORDED is internal: written by step 1, never left behind by a finished
-    # request, and shown to readers only after it has been carried through.
-    RECORDED = "RECORDED"
     PENDING = "PENDING"
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
@@ -37,7 +34,6 @@ class Mode(StrEnum):
 
 
 TRANSITIONS: Mapping[Status, frozenset[Status]] = {
-    Status.RECORDED: frozenset({Status.PENDING, Status.COMPLETED, Status.FAILED}),
     Status.PENDING: frozenset({Status.COMPLETED, Status.FAILED, Status.VOIDED}),
     Status.COMPLETED: frozenset({Status.REVERSED}),
     Status.FAILED: frozenset(),

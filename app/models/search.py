@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 from sqlalchemy import text
 
+from app.ledger.batch import Transaction
 from app.ledger.errors import InvalidQuery
 from app.ledger.search import (
     Condition,
@@ -19,7 +20,7 @@ from app.ledger.search import (
     Target,
     TermTest,
 )
-from app.ledger.service import Account, Transaction
+from app.ledger.service import Account
 from app.models.store import (
     TRANSACTION_FIELDS,
     PostgresStore,
@@ -204,7 +205,7 @@ async def search_transactions(
         keyset = f" AND ({order}) > (:after_ts, :after_id)"
     sql = (
         f"SELECT {', '.join('t.' + column for column in TRANSACTION_FIELDS)}"
-        f" FROM {source} AND t.status <> 'RECORDED' AND {where}{keyset}"
+        f" FROM {source} AND {where}{keyset}"
         f" ORDER BY {order} LIMIT :limit"
     )
     async with store.connection() as connection:

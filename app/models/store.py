@@ -12,14 +12,26 @@ from typing import Any
 
 import msgspec
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from app.ledger.batch import (
+    Group,
+    HeadKey,
+    JobKind,
+    Plan,
+    Result,
+    Transaction,
+    TxnKey,
+    apply_groups,
+    head_keys,
+    lock_keys,
+)
 from app.ledger.documents import WORLD, Draft, Line, Mode, Status
-from app.ledger.errors import InvalidRequest, TransactionExists, Unavailable
+from app.ledger.errors import InvalidRequest, Unavailable
 from app.ledger.rules import Head, Rule
-from app.ledger.service import Account, Changes, Key, Transaction
+from app.ledger.service import Account, Key
 from app.settings import Settings, sqlalchemy_url
 
 _encode = msgspec.json.Encoder(decimal_format="string").encode
@@ -71,89 +83,109 @@ TRANSACTION_FIELDS = (
 )  # fmt: skip
 TRANSACTION_COLUMNS = ", ".join(TRANSACTION_FIELDS)
 
-HEAD_SELECT = """
-SELECT b.account, b.currency, a.balance_rule, b.posted, b.pending_in, b.pending_out,
-       b.version, b.last_ts
-FROM balances b
-JOIN accounts a ON a.tenant = b.tenant AND a.id = b.account
-WHERE b.tenant = :tenant
-  AND (b.account, b.currency) IN (
-      SELECT * FROM unnest(CAST(:accounts AS text[]), CAST(:currencies AS text[])))
-ORDER BY b.account, b.currency
-"""
-
-RECORD = """
-WITH tx AS (
-    INSERT INTO transactions (tenant, id, status, mode, lines, data, timestamp,
-                              timestamp_given, expires_at, fingerprint)
-    VALUES (:tenant, :id, 'RECORDED', :mode, CAST(:lines AS jsonb), CAST(:data AS jsonb),
-            :timestamp, :timestamp_given, :expires_at, :fingerprint)
-    ON CONFLICT (tenant, id) DO NOTHING
-    RETURNING created_at
+# Step 2 in one statement: is the id taken; make the accounts and balance rows a new
+# document names (rows that exist are left alone and cost no WAL flush); read the heads.
+PREPARE = """
+WITH taken AS (
+    SELECT 1 FROM transactions WHERE tenant = :tenant AND id = :id
 ), new_accounts AS (
     INSERT INTO accounts (tenant, id, balance_rule)
     SELECT :tenant, a.id, CASE WHEN a.id = :world THEN 'any' ELSE 'non_negative' END
     FROM unnest(CAST(:account_ids AS text[])) AS a(id)
-    WHERE EXISTS (SELECT 1 FROM tx)
+    WHERE NOT EXISTS (SELECT 1 FROM taken)
     ON CONFLICT DO NOTHING
+    RETURNING id, balance_rule
 ), new_balances AS (
     INSERT INTO balances (tenant, account, currency)
     SELECT :tenant, k.account, k.currency
     FROM unnest(CAST(:accounts AS text[]), CAST(:currencies AS text[])) AS k(account, currency)
-    WHERE EXISTS (SELECT 1 FROM tx)
+    WHERE NOT EXISTS (SELECT 1 FROM taken)
     ON CONFLICT DO NOTHING
 )
-SELECT created_at FROM tx
+SELECT k.account, k.currency, coalesce(a.balance_rule, n.balance_rule) AS balance_rule,
+       coalesce(b.posted, 0) AS posted, coalesce(b.pending_in, 0) AS pending_in,
+       coalesce(b.pending_out, 0) AS pending_out, coalesce(b.version, 0) AS version,
+       b.last_ts, EXISTS (SELECT 1 FROM taken) AS taken
+FROM unnest(CAST(:accounts AS text[]), CAST(:currencies AS text[])) AS k(account, currency)
+LEFT JOIN accounts a ON a.tenant = :tenant AND a.id = k.account
+LEFT JOIN new_accounts n ON n.id = k.account
+LEFT JOIN balances b ON b.tenant = :tenant AND b.account = k.account AND b.currency = k.currency
 """
 
-# One statement writes a whole flip: heads, journal, states, history.
-WRITE = """
+LOCK_TRANSACTIONS = f"""
+SELECT tenant, {TRANSACTION_COLUMNS} FROM transactions
+WHERE (tenant, id) IN (SELECT * FROM unnest(CAST(:tenants AS text[]), CAST(:ids AS text[])))
+ORDER BY tenant, id
+FOR UPDATE
+"""
+
+LOCK_HEADS = """
+SELECT b.tenant, b.account, b.currency, a.balance_rule, b.posted, b.pending_in,
+       b.pending_out, b.version, b.last_ts
+FROM balances b
+JOIN accounts a ON a.tenant = b.tenant AND a.id = b.account
+WHERE (b.tenant, b.account, b.currency) IN (
+    SELECT * FROM unnest(CAST(:tenants AS text[]), CAST(:accounts AS text[]),
+                         CAST(:currencies AS text[])))
+ORDER BY b.tenant, b.account, b.currency
+FOR UPDATE OF b
+"""
+
+# One statement writes a whole group commit: heads, journal, rows, history, postings.
+WRITE_PLAN = """
 WITH heads AS (
     UPDATE balances b
     SET posted = v.posted, pending_in = v.pending_in, pending_out = v.pending_out,
-        version = v.version, last_ts = CAST(:at AS timestamptz)
-    FROM unnest(CAST(:h_account AS text[]), CAST(:h_currency AS text[]),
-                CAST(:h_posted AS numeric[]), CAST(:h_in AS numeric[]),
-                CAST(:h_out AS numeric[]), CAST(:h_version AS bigint[]))
-         AS v(account, currency, posted, pending_in, pending_out, version)
-    WHERE b.tenant = :tenant AND b.account = v.account AND b.currency = v.currency
+        version = v.version, last_ts = v.last_ts
+    FROM unnest(CAST(:h_tenant AS text[]), CAST(:h_account AS text[]),
+                CAST(:h_currency AS text[]), CAST(:h_posted AS numeric[]),
+                CAST(:h_in AS numeric[]), CAST(:h_out AS numeric[]),
+                CAST(:h_version AS bigint[]), CAST(:h_last_ts AS timestamptz[]))
+         AS v(tenant, account, currency, posted, pending_in, pending_out, version, last_ts)
+    WHERE b.tenant = v.tenant AND b.account = v.account AND b.currency = v.currency
 ), journal AS (
     INSERT INTO entries (tenant, account, currency, seq, transaction_id, kind, amount,
                          posted, pending_in, pending_out, timestamp)
-    SELECT :tenant, v.account, v.currency, v.seq, v.txn, v.kind, v.amount,
-           v.posted, v.pending_in, v.pending_out, CAST(:at AS timestamptz)
-    FROM unnest(CAST(:e_account AS text[]), CAST(:e_currency AS text[]),
-                CAST(:e_seq AS bigint[]), CAST(:e_txn AS text[]), CAST(:e_kind AS text[]),
-                CAST(:e_amount AS numeric[]), CAST(:e_posted AS numeric[]),
-                CAST(:e_in AS numeric[]), CAST(:e_out AS numeric[]))
-         AS v(account, currency, seq, txn, kind, amount, posted, pending_in, pending_out)
+    SELECT * FROM unnest(CAST(:e_tenant AS text[]), CAST(:e_account AS text[]),
+                         CAST(:e_currency AS text[]), CAST(:e_seq AS bigint[]),
+                         CAST(:e_txn AS text[]), CAST(:e_kind AS text[]),
+                         CAST(:e_amount AS numeric[]), CAST(:e_posted AS numeric[]),
+                         CAST(:e_in AS numeric[]), CAST(:e_out AS numeric[]),
+                         CAST(:e_ts AS timestamptz[]))
+), inserted AS (
+    INSERT INTO transactions (tenant, id, status, mode, lines, data, timestamp,
+                              timestamp_given, created_at, expires_at, failure, reverses,
+                              reversal_id, fingerprint)
+    SELECT v.tenant, v.id, v.status, v.mode, CAST(v.lines AS jsonb), CAST(v.data AS jsonb),
+           v.timestamp, v.given, v.created_at, v.expires_at, CAST(v.failure AS jsonb),
+           v.reverses, v.reversal_id, v.fingerprint
+    FROM unnest(CAST(:i_tenant AS text[]), CAST(:i_id AS text[]), CAST(:i_status AS text[]),
+                CAST(:i_mode AS text[]), CAST(:i_lines AS text[]), CAST(:i_data AS text[]),
+                CAST(:i_timestamp AS timestamptz[]), CAST(:i_given AS boolean[]),
+                CAST(:i_created AS timestamptz[]), CAST(:i_expires AS timestamptz[]),
+                CAST(:i_failure AS text[]), CAST(:i_reverses AS text[]),
+                CAST(:i_reversal AS text[]), CAST(:i_fingerprint AS text[]))
+         AS v(tenant, id, status, mode, lines, data, timestamp, given, created_at,
+              expires_at, failure, reverses, reversal_id, fingerprint)
+    ON CONFLICT (tenant, id) DO NOTHING
+    RETURNING 1
 ), states AS (
     UPDATE transactions t
-    SET status = v.status,
-        failure = CAST(v.failure AS jsonb),
-        reversal_id = coalesce(v.reversal_id, t.reversal_id),
-        timestamp = coalesce(t.timestamp, CAST(:at AS timestamptz))
-    FROM unnest(CAST(:s_id AS text[]), CAST(:s_status AS text[]), CAST(:s_failure AS text[]),
-                CAST(:s_reversal AS text[])) AS v(id, status, failure, reversal_id)
-    WHERE t.tenant = :tenant AND t.id = v.id
+    SET status = v.status, failure = CAST(v.failure AS jsonb), reversal_id = v.reversal_id
+    FROM unnest(CAST(:u_tenant AS text[]), CAST(:u_id AS text[]), CAST(:u_status AS text[]),
+                CAST(:u_failure AS text[]), CAST(:u_reversal AS text[]))
+         AS v(tenant, id, status, failure, reversal_id)
+    WHERE t.tenant = v.tenant AND t.id = v.id
+), history AS (
+    INSERT INTO transaction_events (tenant, transaction_id, status, at)
+    SELECT * FROM unnest(CAST(:ev_tenant AS text[]), CAST(:ev_id AS text[]),
+                         CAST(:ev_status AS text[]), CAST(:ev_at AS timestamptz[]))
 ), listed AS (
     INSERT INTO transaction_accounts (tenant, account, timestamp, transaction_id)
-    SELECT :tenant, v.account, v.timestamp, v.txn
-    FROM unnest(CAST(:p_account AS text[]), CAST(:p_timestamp AS timestamptz[]),
-                CAST(:p_txn AS text[])) AS v(account, timestamp, txn)
+    SELECT * FROM unnest(CAST(:p_tenant AS text[]), CAST(:p_account AS text[]),
+                         CAST(:p_ts AS timestamptz[]), CAST(:p_txn AS text[]))
 )
-INSERT INTO transaction_events (tenant, transaction_id, status, at)
-SELECT :tenant, v.id, v.status, CAST(:at AS timestamptz)
-FROM unnest(CAST(:ev_id AS text[]), CAST(:ev_status AS text[])) AS v(id, status)
-"""
-
-INSERT_TRANSACTION = """
-INSERT INTO transactions (tenant, id, status, mode, lines, data, timestamp, timestamp_given,
-                          created_at, expires_at, reverses, fingerprint)
-VALUES (:tenant, :id, :status, :mode, CAST(:lines AS jsonb), CAST(:data AS jsonb),
-        :timestamp, false, :timestamp, NULL, :reverses, :fingerprint)
-ON CONFLICT (tenant, id) DO NOTHING
-RETURNING id
+SELECT count(*) FROM inserted
 """
 
 
@@ -197,80 +229,6 @@ def transaction_from_row(row: Any, events: Any = ()) -> Transaction:
         fingerprint=row.fingerprint,
         events=tuple((Status(s), datetime.fromisoformat(at)) for s, at in json_value(events)),
     )
-
-
-class _Unit:
-    """The locks of one flip, held until the surrounding database transaction ends."""
-
-    def __init__(
-        self,
-        connection: AsyncConnection,
-        tenant: str,
-        transaction: Transaction | None,
-        heads: Mapping[Key, Head],
-        now: datetime,
-    ) -> None:
-        self.connection = connection
-        self.tenant = tenant
-        self.transaction = transaction
-        self.heads = heads
-        self.now = now
-
-    async def write(self, changes: Changes) -> None:
-        for row in changes.inserts:
-            inserted = await self.connection.execute(
-                text(INSERT_TRANSACTION),
-                {
-                    "tenant": self.tenant,
-                    "id": row.id,
-                    "status": row.status.value,
-                    "mode": row.mode.value,
-                    "lines": _lines_json(row.lines),
-                    "data": _encode(row.data).decode(),
-                    "timestamp": row.timestamp,
-                    "reverses": row.reverses,
-                    "fingerprint": row.fingerprint,
-                },
-            )
-            if inserted.first() is None:
-                raise TransactionExists(f"transaction {row.id} exists already")
-        heads, entries, states = changes.heads, changes.entries, changes.status_changes
-        events = [(s.id, s.status.value) for s in states] + [
-            (row.id, row.status.value) for row in changes.inserts
-        ]
-        await self.connection.execute(
-            text(WRITE),
-            {
-                "tenant": self.tenant,
-                "at": changes.at,
-                "h_account": [h.account for h in heads],
-                "h_currency": [h.currency for h in heads],
-                "h_posted": [h.posted for h in heads],
-                "h_in": [h.pending_in for h in heads],
-                "h_out": [h.pending_out for h in heads],
-                "h_version": [h.version for h in heads],
-                "e_account": [e.account for _, e in entries],
-                "e_currency": [e.currency for _, e in entries],
-                "e_seq": [e.seq for _, e in entries],
-                "e_txn": [txn for txn, _ in entries],
-                "e_kind": [e.kind for _, e in entries],
-                "e_amount": [e.amount for _, e in entries],
-                "e_posted": [e.posted for _, e in entries],
-                "e_in": [e.pending_in for _, e in entries],
-                "e_out": [e.pending_out for _, e in entries],
-                "s_id": [s.id for s in states],
-                "s_status": [s.status.value for s in states],
-                "s_failure": [
-                    None if s.failure is None else _encode(s.failure).decode() for s in states
-                ],
-                "s_reversal": [s.reversal_id for s in states],
-                "p_account": [p.account for p in changes.postings],
-                "p_timestamp": [p.timestamp for p in changes.postings],
-                "p_txn": [p.transaction_id for p in changes.postings],
-                "ev_id": [e[0] for e in events],
-                "ev_status": [e[1] for e in events],
-            },
-        )
 
 
 class PostgresStore:
@@ -336,82 +294,91 @@ class PostgresStore:
 
     # Transactions
 
-    async def record(self, tenant: str, draft: Draft) -> tuple[Transaction, bool]:
+    async def prepare(self, tenant: str, draft: Draft) -> tuple[bool, dict[Key, Head] | None]:
+        """Whether the id is taken; else the heads the draft touches, as committed, or
+        None where an account is too new for this statement's snapshot to show."""
         keys = sorted({(line.account, line.currency) for line in draft.lines})
         async with self.connection() as connection:
-            created_at = (
+            rows = list(
                 await connection.execute(
-                    text(RECORD),
+                    text(PREPARE),
                     {
                         "tenant": tenant,
                         "id": draft.id,
-                        "mode": draft.mode.value,
-                        "lines": _lines_json(draft.lines),
-                        "data": _encode(draft.data).decode(),
-                        "timestamp": draft.timestamp,
-                        "timestamp_given": draft.timestamp is not None,
-                        "expires_at": draft.expires_at,
-                        "fingerprint": draft.fingerprint,
                         "world": WORLD,
                         "account_ids": sorted({k[0] for k in keys}),
                         **_split(keys),
                     },
                 )
-            ).scalar()
-        if created_at is None:
-            existing = await self.transaction(tenant, draft.id)
-            assert existing is not None, "a recorded transaction is never deleted"
-            return existing, False
-        return (
-            Transaction(
-                id=draft.id,
-                status=Status.RECORDED,
-                mode=draft.mode,
-                lines=draft.lines,
-                data=draft.data,
-                timestamp=draft.timestamp,
-                timestamp_given=draft.timestamp is not None,
-                created_at=created_at,
-                expires_at=draft.expires_at,
-                failure=None,
-                reverses=None,
-                reversal_id=None,
-                fingerprint=draft.fingerprint,
+            )
+        if rows[0].taken:
+            return True, {}
+        if any(r.balance_rule is None for r in rows):
+            return False, None
+        return False, {(r.account, r.currency): head_from_row(r) for r in rows}
+
+    async def run_batch(self, groups: Sequence[Group]) -> list[list[Result]]:
+        """One group commit: lock rows and heads in sorted order, apply, write, commit."""
+        for _ in range(BATCH_ATTEMPTS):
+            try:
+                async with self._begin() as connection:
+                    return await self._apply_batch(connection, groups)
+            except _ConcurrentInsert:
+                # Another process recorded one of these ids first; the retry sees it.
+                continue
+            except IntegrityError as exc:
+                if getattr(exc.orig, "sqlstate", None) != UNIQUE_VIOLATION:
+                    raise
+                continue
+        raise Unavailable("concurrent requests with the same ids; retry")
+
+    async def _apply_batch(
+        self, connection: AsyncConnection, groups: Sequence[Group]
+    ) -> list[list[Result]]:
+        # 1. Lock the transaction rows: concurrent flips of one transaction queue here.
+        txn_keys = lock_keys(groups)
+        rows: dict[TxnKey, Transaction] = {}
+        if any(job.kind is not JobKind.CREATE for group in groups for job in group.jobs):
+            found = await connection.execute(
+                text(LOCK_TRANSACTIONS),
+                {"tenants": [k[0] for k in txn_keys], "ids": [k[1] for k in txn_keys]},
+            )
+            rows = {(r.tenant, r.id): transaction_from_row(r) for r in found}
+        else:
+            rows = await self._existing(connection, txn_keys)
+        # 2. Lock the balance heads in sorted key order, so no two batches deadlock.
+        keys = head_keys(groups, rows)
+        heads: dict[HeadKey, Head] = {}
+        if keys:
+            locked = await connection.execute(
+                text(LOCK_HEADS),
+                {
+                    "tenants": [k[0] for k in keys],
+                    "accounts": [k[1] for k in keys],
+                    "currencies": [k[2] for k in keys],
+                },
+            )
+            heads = {(r.tenant, r.account, r.currency): head_from_row(r) for r in locked}
+        # 3. Read the clock only now that the locks are held.
+        now = (await connection.execute(text("SELECT clock_timestamp()"))).scalar_one()
+        plan, results = apply_groups(groups, rows, heads, now)
+        inserted = (await connection.execute(text(WRITE_PLAN), _plan_params(plan))).scalar_one()
+        if inserted != len(plan.inserts):
+            raise _ConcurrentInsert
+        return results
+
+    async def _existing(
+        self, connection: AsyncConnection, keys: Sequence[TxnKey]
+    ) -> dict[TxnKey, Transaction]:
+        """Rows already recorded under new documents' ids (a repeat committed meanwhile)."""
+        found = await connection.execute(
+            text(
+                f"SELECT tenant, {TRANSACTION_COLUMNS} FROM transactions WHERE (tenant, id) IN"
+                " (SELECT * FROM unnest(CAST(:tenants AS text[]), CAST(:ids AS text[])))"
             ),
-            True,
+            {"tenants": [k[0] for k in keys], "ids": [k[1] for k in keys]},
         )
-
-    async def heads(self, tenant: str, keys: Sequence[Key]) -> dict[Key, Head]:
-        async with self.connection() as connection:
-            rows = await connection.execute(text(HEAD_SELECT), {"tenant": tenant, **_split(keys)})
-            return {(r.account, r.currency): head_from_row(r) for r in rows}
-
-    @asynccontextmanager
-    async def lock(
-        self, tenant: str, transaction_id: str, keys: Sequence[Key]
-    ) -> AsyncIterator[_Unit]:
-        async with self._begin() as connection:
-            # 1. Lock the document: concurrent flips of one transaction queue here.
-            row = (
-                await connection.execute(
-                    text(
-                        f"SELECT {TRANSACTION_COLUMNS} FROM transactions "
-                        "WHERE tenant = :tenant AND id = :id FOR UPDATE"
-                    ),
-                    {"tenant": tenant, "id": transaction_id},
-                )
-            ).first()
-            heads: dict[Key, Head] = {}
-            if row is not None and keys:
-                # 2. Lock the balance heads in sorted key order, so no two flips deadlock.
-                rows = await connection.execute(
-                    text(HEAD_SELECT + " FOR UPDATE OF b"), {"tenant": tenant, **_split(keys)}
-                )
-                heads = {(r.account, r.currency): head_from_row(r) for r in rows}
-            # 3. Read the clock only now that the locks are held.
-            now = (await connection.execute(text("SELECT clock_timestamp()"))).scalar_one()
-            transaction = transaction_from_row(row) if row is not None else None
-            yield _Unit(connection, tenant, transaction, heads, now)
+        return {(r.tenant, r.id): transaction_from_row(r) for r in found}
 
     async def transaction(self, tenant: str, transaction_id: str) -> Transaction | None:
         async with self.connection() as connection:
@@ -443,21 +410,16 @@ class PostgresStore:
             )
         return bool(result.rowcount)
 
-    async def due(self, resume_after_s: float, limit: int) -> list[tuple[str, str]]:
-        """Documents a reader must not find half done: expired holds, stale records."""
+    async def due(self, limit: int) -> list[tuple[str, str]]:
+        """Holds past their `expires_at`, for the sweep to void."""
         async with self.connection() as connection:
             rows = await connection.execute(
                 text(
-                    "(SELECT tenant, id FROM transactions"
+                    "SELECT tenant, id FROM transactions"
                     " WHERE status = 'PENDING' AND expires_at <= clock_timestamp()"
-                    " ORDER BY expires_at LIMIT :limit)"
-                    " UNION ALL "
-                    "(SELECT tenant, id FROM transactions"
-                    " WHERE status = 'RECORDED'"
-                    "   AND created_at <= clock_timestamp() - make_interval(secs => :after)"
-                    " ORDER BY created_at LIMIT :limit)"
+                    " ORDER BY expires_at LIMIT :limit"
                 ),
-                {"limit": limit, "after": resume_after_s},
+                {"limit": limit},
             )
             return [(r.tenant, r.id) for r in rows]
 
@@ -583,6 +545,72 @@ class PostgresStore:
             last = page[-1]
             cursor = encode_cursor([last.timestamp.isoformat(), last.currency, last.seq])
         return page, cursor
+
+
+BATCH_ATTEMPTS = 3
+UNIQUE_VIOLATION = "23505"
+
+
+class _ConcurrentInsert(Exception):
+    """A new document's id was recorded by another process during the batch."""
+
+
+def _json_text(value: Any) -> str | None:
+    return None if value is None else _encode(value).decode()
+
+
+def _plan_params(plan: Plan) -> dict[str, Any]:
+    heads = list(plan.heads.items())
+    inserts = list(plan.inserts.items())
+    updates = list(plan.updates.items())
+    return {
+        "h_tenant": [k[0] for k, _ in heads],
+        "h_account": [h.account for _, h in heads],
+        "h_currency": [h.currency for _, h in heads],
+        "h_posted": [h.posted for _, h in heads],
+        "h_in": [h.pending_in for _, h in heads],
+        "h_out": [h.pending_out for _, h in heads],
+        "h_version": [h.version for _, h in heads],
+        "h_last_ts": [h.last_ts for _, h in heads],
+        "e_tenant": [r.tenant for r in plan.entries],
+        "e_account": [r.entry.account for r in plan.entries],
+        "e_currency": [r.entry.currency for r in plan.entries],
+        "e_seq": [r.entry.seq for r in plan.entries],
+        "e_txn": [r.transaction_id for r in plan.entries],
+        "e_kind": [r.entry.kind for r in plan.entries],
+        "e_amount": [r.entry.amount for r in plan.entries],
+        "e_posted": [r.entry.posted for r in plan.entries],
+        "e_in": [r.entry.pending_in for r in plan.entries],
+        "e_out": [r.entry.pending_out for r in plan.entries],
+        "e_ts": [r.timestamp for r in plan.entries],
+        "i_tenant": [k[0] for k, _ in inserts],
+        "i_id": [t.id for _, t in inserts],
+        "i_status": [t.status.value for _, t in inserts],
+        "i_mode": [t.mode.value for _, t in inserts],
+        "i_lines": [_lines_json(t.lines) for _, t in inserts],
+        "i_data": [_encode(t.data).decode() for _, t in inserts],
+        "i_timestamp": [t.timestamp for _, t in inserts],
+        "i_given": [t.timestamp_given for _, t in inserts],
+        "i_created": [t.created_at for _, t in inserts],
+        "i_expires": [t.expires_at for _, t in inserts],
+        "i_failure": [_json_text(t.failure) for _, t in inserts],
+        "i_reverses": [t.reverses for _, t in inserts],
+        "i_reversal": [t.reversal_id for _, t in inserts],
+        "i_fingerprint": [t.fingerprint for _, t in inserts],
+        "u_tenant": [k[0] for k, _ in updates],
+        "u_id": [t.id for _, t in updates],
+        "u_status": [t.status.value for _, t in updates],
+        "u_failure": [_json_text(t.failure) for _, t in updates],
+        "u_reversal": [t.reversal_id for _, t in updates],
+        "ev_tenant": [e.tenant for e in plan.events],
+        "ev_id": [e.transaction_id for e in plan.events],
+        "ev_status": [e.status.value for e in plan.events],
+        "ev_at": [e.at for e in plan.events],
+        "p_tenant": [p.tenant for p in plan.postings],
+        "p_account": [p.account for p in plan.postings],
+        "p_ts": [p.timestamp for p in plan.postings],
+        "p_txn": [p.transaction_id for p in plan.postings],
+    }
 
 
 # SQLSTATE classes that say "try again": connection, rollback (deadlock, serialization),

@@ -54,7 +54,6 @@ CREATE TABLE transactions (
 );
 CREATE INDEX transactions_expiring ON transactions (expires_at)
     WHERE status = 'PENDING' AND expires_at IS NOT NULL;
-CREATE INDEX transactions_recorded ON transactions (created_at) WHERE status = 'RECORDED';
 
 -- The append-only journal: every hold, release and post, with the balances after it.
 CREATE TABLE entries (

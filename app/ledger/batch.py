@@ -1,0 +1,393 @@
+"""One group commit, decided in pure code: jobs applied in arrival order to locked state.
+
+The store locks the transaction rows and the union of balance heads of a batch (sorted),
+reads the clock, and hands them here; `apply_jobs` returns every row to write and one
+result per job. A job that cannot fit fails alone; an atomic group fails as a whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from app.ledger.documents import (
+    Cancel,
+    Draft,
+    Line,
+    Mode,
+    Status,
+    cancel_action,
+    execute_is_needed,
+    reversal_id,
+)
+from app.ledger.errors import (
+    Expired,
+    LedgerError,
+    NotFound,
+    TransactionExists,
+    TransactionFailed,
+    Unavailable,
+)
+from app.ledger.rules import Effect, Entry, Head, apply_lines, timestamp_failure
+
+TxnKey = tuple[str, str]  # (tenant, transaction id)
+HeadKey = tuple[str, str, str]  # (tenant, account, currency)
+
+EXPIRED_FAILURE: Mapping[str, Any] = {
+    "code": "expired",
+    "detail": "the transaction expired before it was executed",
+}
+
+
+class JobKind(StrEnum):
+    CREATE = "create"
+    EXECUTE = "execute"
+    CANCEL = "cancel"  # void a PENDING transaction, reverse a COMPLETED one
+    SETTLE = "settle"  # void a PENDING transaction past its expires_at
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    kind: JobKind
+    tenant: str
+    transaction_id: str
+    draft: Draft | None = None
+    # A failure already known from the unlocked check: recorded FAILED, no balance locked.
+    failure: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """Jobs submitted together; `atomic`: all apply or none is recorded."""
+
+    jobs: tuple[Job, ...]
+    atomic: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    """A transaction as stored, with its state history."""
+
+    id: str
+    status: Status
+    mode: Mode
+    lines: tuple[Line, ...]
+    data: Mapping[str, Any]
+    timestamp: datetime | None
+    timestamp_given: bool
+    created_at: datetime
+    expires_at: datetime | None
+    failure: Mapping[str, Any] | None
+    reverses: str | None
+    reversal_id: str | None
+    fingerprint: str
+    events: tuple[tuple[Status, datetime], ...] = ()
+
+    @property
+    def keys(self) -> list[tuple[str, str]]:
+        return sorted({(line.account, line.currency) for line in self.lines})
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    transaction: Transaction | None = None
+    created: bool = False
+    error: LedgerError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Posting:
+    """One account a transaction touches, listed for search in page order."""
+
+    tenant: str
+    transaction_id: str
+    account: str
+    timestamp: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    tenant: str
+    transaction_id: str
+    status: Status
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class JournalRow:
+    tenant: str
+    transaction_id: str
+    entry: Entry
+    timestamp: datetime
+
+
+@dataclass(slots=True)
+class Plan:
+    """Every row one group commit writes."""
+
+    heads: dict[HeadKey, Head] = field(default_factory=dict)
+    entries: list[JournalRow] = field(default_factory=list)
+    inserts: dict[TxnKey, Transaction] = field(default_factory=dict)
+    updates: dict[TxnKey, Transaction] = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)
+    postings: list[Posting] = field(default_factory=list)
+
+    def copy(self) -> Plan:
+        return Plan(
+            dict(self.heads),
+            list(self.entries),
+            dict(self.inserts),
+            dict(self.updates),
+            list(self.events),
+            list(self.postings),
+        )
+
+
+def lock_keys(groups: Iterable[Group]) -> list[TxnKey]:
+    """The transaction rows a batch locks, sorted: its targets and reversal ids."""
+    keys: set[TxnKey] = set()
+    for group in groups:
+        for job in group.jobs:
+            keys.add((job.tenant, job.transaction_id))
+            if job.kind is JobKind.CANCEL:
+                keys.add((job.tenant, reversal_id(job.transaction_id)))
+    return sorted(keys)
+
+
+def head_keys(groups: Iterable[Group], rows: Mapping[TxnKey, Transaction]) -> list[HeadKey]:
+    """The balance heads a batch locks, sorted: every line of every job's document."""
+    keys: set[HeadKey] = set()
+    for group in groups:
+        for job in group.jobs:
+            if job.kind is JobKind.CREATE:
+                assert job.draft is not None
+                if job.failure is None:
+                    keys.update((job.tenant, ln.account, ln.currency) for ln in job.draft.lines)
+            else:
+                row = rows.get((job.tenant, job.transaction_id))
+                if row is not None:
+                    keys.update((job.tenant, ln.account, ln.currency) for ln in row.lines)
+    return sorted(keys)
+
+
+class _Batch:
+    """The state of one group commit while its jobs are applied in order."""
+
+    def __init__(
+        self, rows: Mapping[TxnKey, Transaction], heads: Mapping[HeadKey, Head], now: datetime
+    ) -> None:
+        self.rows = dict(rows)
+        self.heads = dict(heads)
+        self.now = now
+        self.plan = Plan()
+
+    def group(self, group: Group) -> list[Result]:
+        if not group.atomic:
+            return [self.job(job) for job in group.jobs]
+        saved = (dict(self.rows), dict(self.heads), self.plan.copy())
+        results = [self.job(job) for job in group.jobs]
+        failed = next((i for i, r in enumerate(results) if r.error is not None), None)
+        if failed is None:
+            return results
+        self.rows, self.heads, self.plan = saved
+        error = results[failed].error
+        assert error is not None
+        return [Result(error=error if i == failed else BatchFailed()) for i in range(len(results))]
+
+    def job(self, job: Job) -> Result:
+        try:
+            if job.kind is JobKind.CREATE:
+                return self.create(job)
+            key = (job.tenant, job.transaction_id)
+            row = self.rows.get(key)
+            if row is None:
+                raise NotFound(f"no transaction {job.transaction_id}")
+            if job.kind is JobKind.EXECUTE:
+                return self.execute(job.tenant, row)
+            if job.kind is JobKind.CANCEL:
+                return self.cancel(job.tenant, row)
+            return self.settle(job.tenant, row)
+        except LedgerError as error:
+            return Result(error=error)
+        except KeyError as exc:  # a balance row the store did not lock: never expected
+            return Result(error=Unavailable(f"balance {exc} was not locked; retry"))
+
+    # The jobs
+
+    def create(self, job: Job) -> Result:
+        draft = job.draft
+        assert draft is not None
+        key = (job.tenant, draft.id)
+        existing = self.rows.get(key)
+        if existing is not None:
+            if existing.fingerprint != draft.fingerprint:
+                raise TransactionExists(f"transaction {draft.id} exists with another body")
+            return _stored(existing)
+        effect = Effect.HOLD if draft.mode is Mode.PENDING else Effect.POST
+        problem = dict(job.failure) if job.failure is not None else None
+        if problem is None and draft.timestamp is not None:
+            problem = timestamp_failure(self._touched(job.tenant, draft.lines), draft.timestamp)
+        at = self.now
+        if problem is None:
+            problem, at = self._apply(job.tenant, draft.id, draft.lines, effect, draft.timestamp)
+        status = Status.FAILED if problem else (
+            Status.PENDING if effect is Effect.HOLD else Status.COMPLETED
+        )  # fmt: skip
+        timestamp = draft.timestamp or at
+        row = Transaction(
+            id=draft.id,
+            status=status,
+            mode=draft.mode,
+            lines=draft.lines,
+            data=draft.data,
+            timestamp=timestamp,
+            timestamp_given=draft.timestamp is not None,
+            created_at=self.now,
+            expires_at=draft.expires_at,
+            failure=problem,
+            reverses=None,
+            reversal_id=None,
+            fingerprint=draft.fingerprint,
+            events=((status, at),),
+        )
+        self._insert(job.tenant, row, at)
+        if problem is not None:
+            return Result(row, created=True, error=TransactionFailed(problem))
+        return Result(row, created=True)
+
+    def execute(self, tenant: str, row: Transaction) -> Result:
+        if row.status is Status.VOIDED and row.failure == EXPIRED_FAILURE:
+            raise Expired(f"transaction {row.id} expired")
+        if not execute_is_needed(row.status):
+            return Result(row)
+        if _is_expired(row, self.now):
+            self._release(tenant, row, EXPIRED_FAILURE)
+            raise Expired(f"transaction {row.id} expired")
+        problem, at = self._apply(tenant, row.id, row.lines, Effect.SETTLE, None)
+        assert problem is None, "settling held amounts never breaks a rule"
+        return Result(self._update(tenant, replace(row, status=Status.COMPLETED), at))
+
+    def cancel(self, tenant: str, row: Transaction) -> Result:
+        action = cancel_action(row.status)
+        if action is Cancel.NOTHING:
+            return Result(row)
+        if action is Cancel.VOID:
+            failure = EXPIRED_FAILURE if _is_expired(row, self.now) else None
+            return Result(self._release(tenant, row, failure))
+        reversal_key = (tenant, reversal_id(row.id))
+        if reversal_key in self.rows:
+            raise TransactionExists(f"transaction {reversal_key[1]} exists already")
+        lines = tuple(line.negated() for line in row.lines)
+        problem, at = self._apply(tenant, reversal_key[1], lines, Effect.POST, None)
+        if problem is not None:
+            raise TransactionFailed(problem)
+        reversal = Transaction(
+            id=reversal_key[1],
+            status=Status.COMPLETED,
+            mode=Mode.IMMEDIATE,
+            lines=lines,
+            data={},
+            timestamp=at,
+            timestamp_given=False,
+            created_at=at,
+            expires_at=None,
+            failure=None,
+            reverses=row.id,
+            reversal_id=None,
+            fingerprint="",
+            events=((Status.COMPLETED, at),),
+        )
+        self._insert(tenant, reversal, at)
+        reversed_row = replace(row, status=Status.REVERSED, reversal_id=reversal.id)
+        return Result(self._update(tenant, reversed_row, at))
+
+    def settle(self, tenant: str, row: Transaction) -> Result:
+        if _is_expired(row, self.now):
+            return Result(self._release(tenant, row, EXPIRED_FAILURE))
+        return Result(row)
+
+    # The effects
+
+    def _touched(self, tenant: str, lines: Sequence[Line]) -> list[Head]:
+        return [self.heads[(tenant, line.account, line.currency)] for line in lines]
+
+    def _apply(
+        self,
+        tenant: str,
+        transaction_id: str,
+        lines: Sequence[Line],
+        effect: Effect,
+        timestamp: datetime | None,
+    ) -> tuple[dict[str, Any] | None, datetime]:
+        """Apply lines to the heads; the instant is `timestamp` or the clock, raised to
+        the touched heads' last entry so that each account's journal never runs back."""
+        view = {(ln.account, ln.currency): self.heads[(tenant, ln.account, ln.currency)]
+                for ln in lines}  # fmt: skip
+        stamps = [h.last_ts for h in view.values() if h.last_ts is not None]
+        at = timestamp or max([self.now, *stamps])
+        outcome = apply_lines(view, lines, effect)
+        if outcome.failure is not None:
+            return outcome.failure, at
+        for (account, currency), head in outcome.heads.items():
+            key = (tenant, account, currency)
+            self.heads[key] = self.plan.heads[key] = replace(head, last_ts=at)
+        self.plan.entries += [JournalRow(tenant, transaction_id, e, at) for e in outcome.entries]
+        return None, at
+
+    def _release(
+        self, tenant: str, row: Transaction, failure: Mapping[str, Any] | None
+    ) -> Transaction:
+        _, at = self._apply(tenant, row.id, row.lines, Effect.RELEASE, None)
+        return self._update(tenant, replace(row, status=Status.VOIDED, failure=failure), at)
+
+    def _insert(self, tenant: str, row: Transaction, at: datetime) -> None:
+        key = (tenant, row.id)
+        self.rows[key] = self.plan.inserts[key] = row
+        self.plan.events.append(Event(tenant, row.id, row.status, at))
+        assert row.timestamp is not None
+        accounts = dict.fromkeys(line.account for line in row.lines)
+        self.plan.postings += [Posting(tenant, row.id, a, row.timestamp) for a in accounts]
+
+    def _update(self, tenant: str, row: Transaction, at: datetime) -> Transaction:
+        key = (tenant, row.id)
+        row = replace(row, events=(*row.events, (row.status, at)))
+        self.rows[key] = row
+        # NOTE: a row inserted by this same batch is written once, in its final state.
+        if key in self.plan.inserts:
+            self.plan.inserts[key] = row
+        else:
+            self.plan.updates[key] = row
+        self.plan.events.append(Event(tenant, row.id, row.status, at))
+        return row
+
+
+class BatchFailed(LedgerError):
+    code = "batch_failed"
+
+    def __init__(self) -> None:
+        super().__init__("another transaction of this atomic batch failed")
+
+
+def _stored(row: Transaction) -> Result:
+    if row.status is Status.FAILED and row.failure is not None:
+        return Result(row, error=TransactionFailed(dict(row.failure)))
+    return Result(row)
+
+
+def _is_expired(row: Transaction, now: datetime) -> bool:
+    return row.status is Status.PENDING and row.expires_at is not None and row.expires_at <= now
+
+
+def apply_groups(
+    groups: Sequence[Group],
+    rows: Mapping[TxnKey, Transaction],
+    heads: Mapping[HeadKey, Head],
+    now: datetime,
+) -> tuple[Plan, list[list[Result]]]:
+    """Apply every group in arrival order; one list of results per group."""
+    batch = _Batch(rows, heads, now)
+    results = [batch.group(group) for group in groups]
+    return batch.plan, results
