@@ -157,15 +157,62 @@ def lock_keys(groups: Iterable[Group]) -> list[TxnKey]:
     return sorted(keys)
 
 
+def _is_new(job: Job, rows: Mapping[TxnKey, Transaction]) -> bool:
+    return job.kind is JobKind.CREATE and (job.tenant, job.transaction_id) not in rows
+
+
+def _draft_keys(job: Job) -> set[HeadKey]:
+    assert job.draft is not None
+    return {(job.tenant, line.account, line.currency) for line in job.draft.lines}
+
+
+def new_keys(groups: Iterable[Group], rows: Mapping[TxnKey, Transaction]) -> list[HeadKey]:
+    """The balance heads new documents name, sorted: created if missing, then checked."""
+    keys: set[HeadKey] = set()
+    for group in groups:
+        for job in group.jobs:
+            if _is_new(job, rows):
+                keys |= _draft_keys(job)
+    return sorted(keys)
+
+
+def unlocked_failure(draft: Draft, heads: Mapping[tuple[str, str], Head]) -> dict[str, Any] | None:
+    """Step 2: the rules against the committed heads, which hold every open hold."""
+    if draft.timestamp is not None:
+        problem = timestamp_failure(heads.values(), draft.timestamp)
+        if problem is not None:
+            return problem
+    effect = Effect.HOLD if draft.mode is Mode.PENDING else Effect.POST
+    return apply_lines(heads, draft.lines, effect).failure
+
+
+def precheck(
+    groups: Sequence[Group],
+    rows: Mapping[TxnKey, Transaction],
+    heads: Mapping[HeadKey, Head],
+) -> list[Group]:
+    """Mark each new document that cannot fit the committed heads with its failure."""
+    checked = []
+    for group in groups:
+        jobs = []
+        for job in group.jobs:
+            if _is_new(job, rows) and job.failure is None:
+                assert job.draft is not None
+                view = {(k[1], k[2]): heads[k] for k in _draft_keys(job)}
+                job = replace(job, failure=unlocked_failure(job.draft, view))
+            jobs.append(job)
+        checked.append(Group(tuple(jobs), group.atomic))
+    return checked
+
+
 def head_keys(groups: Iterable[Group], rows: Mapping[TxnKey, Transaction]) -> list[HeadKey]:
-    """The balance heads a batch locks, sorted: every line of every job's document."""
+    """The balance heads a batch locks, sorted: the lines of every document it changes."""
     keys: set[HeadKey] = set()
     for group in groups:
         for job in group.jobs:
             if job.kind is JobKind.CREATE:
-                assert job.draft is not None
-                if job.failure is None:
-                    keys.update((job.tenant, ln.account, ln.currency) for ln in job.draft.lines)
+                if _is_new(job, rows) and job.failure is None:
+                    keys |= _draft_keys(job)
             else:
                 row = rows.get((job.tenant, job.transaction_id))
                 if row is not None:

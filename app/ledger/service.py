@@ -19,10 +19,10 @@ from app.ledger.batch import (
     Transaction,
 )
 from app.ledger.batcher import Batcher
-from app.ledger.documents import Draft, Mode, Status
-from app.ledger.errors import AccountExists, NotFound, TransactionExists, TransactionFailed
+from app.ledger.documents import Draft, Status
+from app.ledger.errors import AccountExists, NotFound
 from app.ledger.money import check_id
-from app.ledger.rules import Effect, Head, Rule, apply_lines, timestamp_failure
+from app.ledger.rules import Head, Rule
 
 Key = tuple[str, str]
 
@@ -37,8 +37,6 @@ class Account:
 
 
 class Store(Protocol):
-    async def prepare(self, tenant: str, draft: Draft) -> tuple[bool, dict[Key, Head] | None]: ...
-
     async def transaction(self, tenant: str, transaction_id: str) -> Transaction | None: ...
 
     async def replace_transaction_data(
@@ -54,16 +52,6 @@ class Store(Protocol):
     async def replace_account_data(
         self, tenant: str, account_id: str, data: Mapping[str, Any]
     ) -> bool: ...
-
-
-def unlocked_failure(draft: Draft, heads: Mapping[Key, Head]) -> dict[str, Any] | None:
-    """Step 2: the rules against the committed heads, which hold every open hold."""
-    if draft.timestamp is not None:
-        problem = timestamp_failure(heads.values(), draft.timestamp)
-        if problem is not None:
-            return problem
-    effect = Effect.HOLD if draft.mode is Mode.PENDING else Effect.POST
-    return apply_lines(heads, draft.lines, effect).failure
 
 
 class Ledger:
@@ -104,21 +92,9 @@ class Ledger:
 
     async def create(self, tenant: str, draft: Draft) -> tuple[Transaction, bool]:
         """Record a new document, or answer a repeat of its id from the stored one."""
-        exists, heads = await self.store.prepare(tenant, draft)
-        if exists:
-            stored = await self.transaction(tenant, draft.id)
-            if stored.fingerprint != draft.fingerprint:
-                raise TransactionExists(f"transaction {draft.id} exists with another body")
-            if stored.status is Status.FAILED and stored.failure is not None:
-                raise TransactionFailed(dict(stored.failure))
-            return stored, False
-        # A document that cannot fit fails here, and is recorded FAILED without
-        # locking a balance; the batch re-checks the others under their locks.
-        problem = None if heads is None else unlocked_failure(draft, heads)
-        job = Job(JobKind.CREATE, tenant, draft.id, draft, problem)
-        result = await self._run(job)
-        if not result.created:  # a repeat that reached the batch: answer the stored row
-            return await self._reload(tenant, draft.id), False
+        result = await self._run(Job(JobKind.CREATE, tenant, draft.id, draft))
+        if not result.created:  # a repeat of the id: the stored row, with its history
+            return await self.transaction(tenant, draft.id), False
         assert result.transaction is not None
         return result.transaction, True
 

@@ -19,19 +19,19 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from app.ledger.batch import (
     Group,
     HeadKey,
-    JobKind,
     Plan,
     Result,
     Transaction,
-    TxnKey,
     apply_groups,
     head_keys,
     lock_keys,
+    new_keys,
+    precheck,
 )
-from app.ledger.documents import WORLD, Draft, Line, Mode, Status
+from app.ledger.documents import WORLD, Line, Mode, Status
 from app.ledger.errors import InvalidRequest, Unavailable
 from app.ledger.rules import Head, Rule
-from app.ledger.service import Account, Key
+from app.ledger.service import Account
 from app.settings import Settings, sqlalchemy_url
 
 _encode = msgspec.json.Encoder(decimal_format="string").encode
@@ -52,8 +52,16 @@ def _lines(value: Any) -> tuple[Line, ...]:
     return tuple(Line(x["account"], x["currency"], Decimal(x["amount"])) for x in json_value(value))
 
 
-def _split(keys: Sequence[Key]) -> dict[str, list[str]]:
-    return {"accounts": [k[0] for k in keys], "currencies": [k[1] for k in keys]}
+def _split_heads(keys: Sequence[HeadKey]) -> dict[str, list[str]]:
+    return {
+        "tenants": [k[0] for k in keys],
+        "accounts": [k[1] for k in keys],
+        "currencies": [k[2] for k in keys],
+    }
+
+
+def _head_key(row: Any) -> HeadKey:
+    return (row.tenant, row.account, row.currency)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,33 +91,21 @@ TRANSACTION_FIELDS = (
 )  # fmt: skip
 TRANSACTION_COLUMNS = ", ".join(TRANSACTION_FIELDS)
 
-# Step 2 in one statement: is the id taken; make the accounts and balance rows a new
-# document names (rows that exist are left alone and cost no WAL flush); read the heads.
-PREPARE = """
-WITH taken AS (
-    SELECT 1 FROM transactions WHERE tenant = :tenant AND id = :id
-), new_accounts AS (
+# Accounts and balance rows that new documents name, created in sorted key order; rows
+# that exist are left alone (no lock, no WAL).
+ENSURE_ROWS = """
+WITH new_accounts AS (
     INSERT INTO accounts (tenant, id, balance_rule)
-    SELECT :tenant, a.id, CASE WHEN a.id = :world THEN 'any' ELSE 'non_negative' END
-    FROM unnest(CAST(:account_ids AS text[])) AS a(id)
-    WHERE NOT EXISTS (SELECT 1 FROM taken)
-    ON CONFLICT DO NOTHING
-    RETURNING id, balance_rule
-), new_balances AS (
-    INSERT INTO balances (tenant, account, currency)
-    SELECT :tenant, k.account, k.currency
-    FROM unnest(CAST(:accounts AS text[]), CAST(:currencies AS text[])) AS k(account, currency)
-    WHERE NOT EXISTS (SELECT 1 FROM taken)
+    SELECT a.tenant, a.id, CASE WHEN a.id = :world THEN 'any' ELSE 'non_negative' END
+    FROM unnest(CAST(:a_tenants AS text[]), CAST(:a_ids AS text[])) AS a(tenant, id)
+    ORDER BY a.tenant, a.id
     ON CONFLICT DO NOTHING
 )
-SELECT k.account, k.currency, coalesce(a.balance_rule, n.balance_rule) AS balance_rule,
-       coalesce(b.posted, 0) AS posted, coalesce(b.pending_in, 0) AS pending_in,
-       coalesce(b.pending_out, 0) AS pending_out, coalesce(b.version, 0) AS version,
-       b.last_ts, EXISTS (SELECT 1 FROM taken) AS taken
-FROM unnest(CAST(:accounts AS text[]), CAST(:currencies AS text[])) AS k(account, currency)
-LEFT JOIN accounts a ON a.tenant = :tenant AND a.id = k.account
-LEFT JOIN new_accounts n ON n.id = k.account
-LEFT JOIN balances b ON b.tenant = :tenant AND b.account = k.account AND b.currency = k.currency
+INSERT INTO balances (tenant, account, currency)
+SELECT * FROM unnest(CAST(:tenants AS text[]), CAST(:accounts AS text[]),
+                     CAST(:currencies AS text[])) AS k(tenant, account, currency)
+ORDER BY k.tenant, k.account, k.currency
+ON CONFLICT DO NOTHING
 """
 
 LOCK_TRANSACTIONS = f"""
@@ -119,7 +115,7 @@ ORDER BY tenant, id
 FOR UPDATE
 """
 
-LOCK_HEADS = """
+READ_HEADS = """
 SELECT b.tenant, b.account, b.currency, a.balance_rule, b.posted, b.pending_in,
        b.pending_out, b.version, b.last_ts
 FROM balances b
@@ -128,8 +124,8 @@ WHERE (b.tenant, b.account, b.currency) IN (
     SELECT * FROM unnest(CAST(:tenants AS text[]), CAST(:accounts AS text[]),
                          CAST(:currencies AS text[])))
 ORDER BY b.tenant, b.account, b.currency
-FOR UPDATE OF b
 """
+LOCK_HEADS = READ_HEADS + "FOR UPDATE OF b\n"
 
 # One statement writes a whole group commit: heads, journal, rows, history, postings.
 WRITE_PLAN = """
@@ -294,29 +290,6 @@ class PostgresStore:
 
     # Transactions
 
-    async def prepare(self, tenant: str, draft: Draft) -> tuple[bool, dict[Key, Head] | None]:
-        """Whether the id is taken; else the heads the draft touches, as committed, or
-        None where an account is too new for this statement's snapshot to show."""
-        keys = sorted({(line.account, line.currency) for line in draft.lines})
-        async with self.connection() as connection:
-            rows = list(
-                await connection.execute(
-                    text(PREPARE),
-                    {
-                        "tenant": tenant,
-                        "id": draft.id,
-                        "world": WORLD,
-                        "account_ids": sorted({k[0] for k in keys}),
-                        **_split(keys),
-                    },
-                )
-            )
-        if rows[0].taken:
-            return True, {}
-        if any(r.balance_rule is None for r in rows):
-            return False, None
-        return False, {(r.account, r.currency): head_from_row(r) for r in rows}
-
     async def run_batch(self, groups: Sequence[Group]) -> list[list[Result]]:
         """One group commit: lock rows and heads in sorted order, apply, write, commit."""
         for _ in range(BATCH_ATTEMPTS):
@@ -335,50 +308,44 @@ class PostgresStore:
     async def _apply_batch(
         self, connection: AsyncConnection, groups: Sequence[Group]
     ) -> list[list[Result]]:
-        # 1. Lock the transaction rows: concurrent flips of one transaction queue here.
+        # 1. Lock the transaction rows: concurrent flips of one transaction queue here,
+        #    and a new document's id is found taken if a row exists.
         txn_keys = lock_keys(groups)
-        rows: dict[TxnKey, Transaction] = {}
-        if any(job.kind is not JobKind.CREATE for group in groups for job in group.jobs):
-            found = await connection.execute(
-                text(LOCK_TRANSACTIONS),
-                {"tenants": [k[0] for k in txn_keys], "ids": [k[1] for k in txn_keys]},
+        found = await connection.execute(
+            text(LOCK_TRANSACTIONS),
+            {"tenants": [k[0] for k in txn_keys], "ids": [k[1] for k in txn_keys]},
+        )
+        rows = {(r.tenant, r.id): transaction_from_row(r) for r in found}
+        # 2. Record: make the account and balance rows new documents name.
+        fresh = new_keys(groups, rows)
+        if fresh:
+            accounts = sorted({(k[0], k[1]) for k in fresh})
+            await connection.execute(
+                text(ENSURE_ROWS),
+                {
+                    "world": WORLD,
+                    "a_tenants": [a[0] for a in accounts],
+                    "a_ids": [a[1] for a in accounts],
+                    **_split_heads(fresh),
+                },
             )
-            rows = {(r.tenant, r.id): transaction_from_row(r) for r in found}
-        else:
-            rows = await self._existing(connection, txn_keys)
-        # 2. Lock the balance heads in sorted key order, so no two batches deadlock.
+            # 3. Check, unlocked: a new document that cannot fit against the committed
+            #    heads fails without locking a balance.
+            read = await connection.execute(text(READ_HEADS), _split_heads(fresh))
+            groups = precheck(groups, rows, {_head_key(r): head_from_row(r) for r in read})
+        # 4. Lock the balance heads in sorted key order, so no two batches deadlock.
         keys = head_keys(groups, rows)
         heads: dict[HeadKey, Head] = {}
         if keys:
-            locked = await connection.execute(
-                text(LOCK_HEADS),
-                {
-                    "tenants": [k[0] for k in keys],
-                    "accounts": [k[1] for k in keys],
-                    "currencies": [k[2] for k in keys],
-                },
-            )
-            heads = {(r.tenant, r.account, r.currency): head_from_row(r) for r in locked}
-        # 3. Read the clock only now that the locks are held.
+            locked = await connection.execute(text(LOCK_HEADS), _split_heads(keys))
+            heads = {_head_key(r): head_from_row(r) for r in locked}
+        # 5. Read the clock only now that the locks are held; apply; write once.
         now = (await connection.execute(text("SELECT clock_timestamp()"))).scalar_one()
         plan, results = apply_groups(groups, rows, heads, now)
         inserted = (await connection.execute(text(WRITE_PLAN), _plan_params(plan))).scalar_one()
         if inserted != len(plan.inserts):
             raise _ConcurrentInsert
         return results
-
-    async def _existing(
-        self, connection: AsyncConnection, keys: Sequence[TxnKey]
-    ) -> dict[TxnKey, Transaction]:
-        """Rows already recorded under new documents' ids (a repeat committed meanwhile)."""
-        found = await connection.execute(
-            text(
-                f"SELECT tenant, {TRANSACTION_COLUMNS} FROM transactions WHERE (tenant, id) IN"
-                " (SELECT * FROM unnest(CAST(:tenants AS text[]), CAST(:ids AS text[])))"
-            ),
-            {"tenants": [k[0] for k in keys], "ids": [k[1] for k in keys]},
-        )
-        return {(r.tenant, r.id): transaction_from_row(r) for r in found}
 
     async def transaction(self, tenant: str, transaction_id: str) -> Transaction | None:
         async with self.connection() as connection:
