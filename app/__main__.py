@@ -6,9 +6,12 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import signal
 import subprocess
 import sys
+from pathlib import Path
 from types import FrameType
 
 from app.embedded import migrate, prepare, stop_all
@@ -18,6 +21,11 @@ from app.settings import environment
 def serve() -> int:
     env = environment()
     stops = prepare(env)
+    # Each worker writes its metrics here; /metrics sums them (prometheus multiprocess).
+    metrics_dir = Path(env.get("DATA_DIR", ".data")).resolve() / f"metrics-{os.getpid()}"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     command = [
         sys.executable, "-m", "granian",
         "--interface", "asgi",
@@ -40,6 +48,7 @@ def serve() -> int:
         return server.wait()
     finally:
         stop_all(stops)
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def main() -> int:

@@ -22,7 +22,8 @@ from app.controllers.service import ServiceController
 from app.controllers.transactions import TransactionController
 from app.ledger.batcher import Batcher
 from app.ledger.service import Ledger
-from app.middleware import Authentication, Idempotency
+from app.metrics import RequestMetrics, observe_batch
+from app.middleware import Authentication, BodyLimit, Idempotency
 from app.models.store import PostgresStore
 from app.problems import EXCEPTION_HANDLERS
 from app.settings import Settings
@@ -51,7 +52,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         socket_timeout=settings.redis_timeout_s,
         socket_connect_timeout=settings.redis_timeout_s,
     )
-    batcher = Batcher(store.run_batch, settings.batch_size_max, settings.batch_wait_ms)
+    batcher = Batcher(
+        store.run_batch, settings.batch_size_max, settings.batch_wait_ms, observe_batch
+    )
     ledger = Ledger(store, batcher, clock=lambda: datetime.now(UTC))
 
     @contextlib.asynccontextmanager
@@ -78,20 +81,25 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "store": provide(store),
             "redis": provide(redis),
         },
+        # NOTE: these speak raw ASGI with plain dicts; Litestar's TypedDicts are narrower.
         middleware=[
-            # NOTE: both speak raw ASGI with plain dicts; Litestar's TypedDicts are narrower.
+            DefineMiddleware(cast(Any, RequestMetrics)),
+            DefineMiddleware(
+                cast(Any, BodyLimit),
+                body_size_max=settings.body_size_max,
+                batch_body_size_max=settings.batch_body_size_max,
+            ),
             DefineMiddleware(cast(Any, Authentication), tenants=settings.tenants),
             DefineMiddleware(
                 cast(Any, Idempotency),
                 redis=redis,
-                body_size_max=settings.body_size_max,
                 ttl_s=settings.idempotency_ttl_s,
                 in_flight_ttl_s=settings.idempotency_in_flight_ttl_s,
             ),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
-        request_max_body_size=settings.body_size_max,
+        request_max_body_size=None,  # BodyLimit caps bodies, per route
         cors_config=CORSConfig(allow_origins=list(settings.allowed_origins))
         if settings.allowed_origins
         else None,

@@ -15,6 +15,7 @@ import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from app.ledger.errors import PayloadTooLarge
 from app.problems import problem_body
 from app.settings import Tenant
 
@@ -116,6 +117,40 @@ class Authentication:
         await self.app(scope, receive, send)
 
 
+BATCH_PATH = API_PREFIX + "/transactions/batch"
+
+
+class BodyLimit:
+    """Caps request bodies: `body_size_max`, or `batch_body_size_max` for the batch route."""
+
+    def __init__(self, app: ASGIApp, body_size_max: int, batch_body_size_max: int) -> None:
+        self.app = app
+        self.body_size_max = body_size_max
+        self.batch_body_size_max = batch_body_size_max
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.batch_body_size_max if scope["path"] == BATCH_PATH else self.body_size_max
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await send_problem(send, "payload_too_large", f"the body exceeds {limit} bytes")
+            return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise PayloadTooLarge(f"the body exceeds {limit} bytes")
+            return message
+
+        await self.app(scope, limited, send)
+
+
 class _Stored(msgspec.Struct):
     fingerprint: str
     done: bool = False
@@ -127,17 +162,9 @@ class _Stored(msgspec.Struct):
 class Idempotency:
     """Replays the stored answer of a write retried with the same `Idempotency-Key`."""
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        redis: Redis,
-        body_size_max: int,
-        ttl_s: int,
-        in_flight_ttl_s: int,
-    ) -> None:
+    def __init__(self, app: ASGIApp, redis: Redis, ttl_s: int, in_flight_ttl_s: int) -> None:
         self.app = app
         self.redis = redis
-        self.body_size_max = body_size_max
         self.ttl_s = ttl_s
         self.in_flight_ttl_s = in_flight_ttl_s
 
@@ -154,9 +181,6 @@ class Idempotency:
             )
             return
         body = await self._read_body(receive)
-        if body is None:
-            await send_problem(send, "payload_too_large", "the request body is too large")
-            return
         tenant = scope["state"]["tenant"]
         redis_key = f"twofold:idem:{tenant}:{key}"
         digest = hashlib.sha256(f"{scope['method']} {scope['path']}\n".encode())
@@ -201,18 +225,14 @@ class Idempotency:
             return
         await self._process(scope, body, send, redis_key, fingerprint)
 
-    async def _read_body(self, receive: Receive) -> bytes | None:
+    @staticmethod
+    async def _read_body(receive: Receive) -> bytes:
         chunks: list[bytes] = []
-        size = 0
         while True:
             message = await receive()
             if message["type"] != "http.request":
                 break
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.body_size_max:
-                return None
-            chunks.append(chunk)
+            chunks.append(message.get("body", b""))
             if not message.get("more_body", False):
                 break
         return b"".join(chunks)

@@ -71,6 +71,7 @@ class Settings:
     tenants: tuple[Tenant, ...] = ()
     allowed_origins: tuple[str, ...] = ()
     body_size_max: int = 1024 * 1024
+    batch_body_size_max: int = 16 * 1024 * 1024
     db_pool_size: int = 10
     db_pool_overflow: int = 10
     db_statement_timeout_ms: int = 10_000
@@ -96,6 +97,7 @@ class Settings:
             tenants=parse_keys(e.get("KEYS", "")),
             allowed_origins=origins,
             body_size_max=int(e.get("BODY_SIZE_MAX", str(1024 * 1024))),
+            batch_body_size_max=int(e.get("BATCH_BODY_SIZE_MAX", str(16 * 1024 * 1024))),
             db_pool_size=int(e.get("DB_POOL_SIZE", "10")),
             db_pool_overflow=int(e.get("DB_POOL_OVERFLOW", "10")),
             db_statement_timeout_ms=int(e.get("DB_STATEMENT_TIMEOUT_MS", "10000")),

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
 import msgspec
 
-from app.ledger.batch import Transaction
+from app.ledger.batch import Result, Transaction
 from app.ledger.documents import (
     Draft,
     Line,
@@ -19,7 +20,7 @@ from app.ledger.documents import (
     parse_lines,
     shorthand_lines,
 )
-from app.ledger.errors import InvalidRequest
+from app.ledger.errors import InvalidRequest, LedgerError
 from app.ledger.money import EXACT, check_id, format_amount
 from app.ledger.rules import Head
 from app.ledger.service import Account
@@ -97,6 +98,44 @@ class TransactionIn(Body):
             expires_at=expires_at,
             fingerprint=fingerprint(mode, lines, data_json, timestamp, expires_at),
         )
+
+
+BATCH_TRANSACTIONS_MAX = 8190
+
+
+class BatchIn(Body):
+    transactions: list[TransactionIn]
+    mode: Literal["pending", "immediate"] = "pending"
+    atomic: bool = False
+
+
+class BatchItemOut(msgspec.Struct, omit_defaults=True):
+    id: str | None
+    status: str
+    code: str | None = None
+
+
+class BatchOut(msgspec.Struct):
+    results: list[BatchItemOut]
+
+
+def batch_out(
+    items: Sequence[TransactionIn], drafts: Sequence[Draft | LedgerError], results: Sequence[Result]
+) -> BatchOut:
+    """One result per item, in order; an item that failed carries its problem code."""
+    answers = iter(results)
+    out = []
+    for item, draft in zip(items, drafts, strict=True):
+        if isinstance(draft, LedgerError):
+            out.append(BatchItemOut(item.id, "FAILED", draft.code))
+            continue
+        result = next(answers)
+        if result.error is not None:
+            out.append(BatchItemOut(draft.id, "FAILED", result.error.code))
+        else:
+            assert result.transaction is not None
+            out.append(BatchItemOut(draft.id, result.transaction.status.value))
+    return BatchOut(out)
 
 
 def utc_now() -> datetime:

@@ -7,6 +7,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from app.ledger.errors import Unavailable
+from app.metrics import render
 from app.models.store import PostgresStore
 from app.problems import problem_response
 
@@ -18,6 +19,11 @@ class ServiceController(Controller):
     @get("/health")
     async def health(self) -> dict[str, str]:
         return {"status": "ok"}
+
+    @get("/metrics", media_type="text/plain")
+    async def metrics(self, store: PostgresStore) -> Response[bytes]:
+        body, content_type = render(store.connections_in_use())
+        return Response(body, media_type=content_type)
 
     @get("/ready")
     async def ready(self, store: PostgresStore, redis: Redis) -> Response[bytes] | dict[str, str]:

@@ -10,16 +10,22 @@ from litestar.datastructures import State
 from app.controllers.accounts import decode_data, search_page
 from app.controllers.paths import split_rest, tenant_of
 from app.controllers.schemas import (
+    BATCH_TRANSACTIONS_MAX,
+    BatchIn,
+    BatchOut,
     TransactionIn,
     TransactionOut,
     TransactionsOut,
+    batch_out,
     transaction_out,
     utc_now,
 )
-from app.ledger.documents import Mode
-from app.ledger.errors import NotFound
+from app.ledger.batch import BatchFailed
+from app.ledger.documents import Draft, Mode
+from app.ledger.errors import InvalidRequest, LedgerError, NotFound, TransactionFailed
 from app.ledger.search import Target
 from app.ledger.service import Ledger
+from app.metrics import count_transactions
 from app.models.search import search_transactions
 from app.models.store import PostgresStore
 
@@ -53,7 +59,12 @@ class TransactionController(Controller):
         self, request: Request[Any, Any, State], data: TransactionIn, ledger: Ledger, mode: Mode
     ) -> Response[TransactionOut]:
         draft = data.draft(mode, utc_now())
-        transaction, created = await ledger.create(tenant_of(request), draft)
+        try:
+            transaction, created = await ledger.create(tenant_of(request), draft)
+        except TransactionFailed:
+            count_transactions("FAILED")
+            raise
+        count_transactions(transaction.status.value)
         return Response(transaction_out(transaction), status_code=201 if created else 200)
 
     @post("/", status_code=201)
@@ -69,6 +80,32 @@ class TransactionController(Controller):
     ) -> Response[TransactionOut]:
         """Create and complete in one call."""
         return await self._create(request, data, ledger, Mode.IMMEDIATE)
+
+    @post("/batch", status_code=200)
+    async def batch(
+        self, request: Request[Any, Any, State], data: BatchIn, ledger: Ledger
+    ) -> BatchOut:
+        """Up to 8,190 transactions in one group commit; `atomic`: all or nothing."""
+        if not data.transactions or len(data.transactions) > BATCH_TRANSACTIONS_MAX:
+            raise InvalidRequest(f"transactions: 1 to {BATCH_TRANSACTIONS_MAX} items")
+        mode, now = Mode(data.mode), utc_now()
+        drafts: list[Draft | LedgerError] = []
+        for i, item in enumerate(data.transactions):
+            try:
+                drafts.append(item.draft(mode, now))
+            except LedgerError as error:
+                error.detail = f"transactions[{i}]: {error.detail}"
+                drafts.append(error)
+        valid = [d for d in drafts if isinstance(d, Draft)]
+        if data.atomic and len(valid) < len(drafts):
+            # An invalid item fails an atomic batch before anything is recorded.
+            first = next(i for i, d in enumerate(drafts) if not isinstance(d, Draft))
+            drafts = [d if i == first else BatchFailed() for i, d in enumerate(drafts)]
+            valid = []
+        results = await ledger.create_many(tenant_of(request), valid, data.atomic) if valid else []
+        answer = batch_out(data.transactions, drafts, results)
+        count_transactions(*(item.status for item in answer.results))
+        return answer
 
     @get("/{rest:path}")
     async def read(self, request: Request[Any, Any, State], ledger: Ledger) -> TransactionOut:
@@ -87,7 +124,9 @@ class TransactionController(Controller):
             return transaction_out(
                 await ledger.replace_transaction_data(tenant, transaction_id, body.data)
             )
-        return transaction_out(await ledger.execute(tenant, transaction_id))
+        transaction = await ledger.execute(tenant, transaction_id)
+        count_transactions(transaction.status.value)
+        return transaction_out(transaction)
 
     @delete("/{rest:path}", status_code=200)
     async def cancel(self, request: Request[Any, Any, State], ledger: Ledger) -> TransactionOut:
@@ -95,4 +134,6 @@ class TransactionController(Controller):
         transaction_id, suffix = split_rest(request, PREFIX, ())
         if suffix:
             raise NotFound("no such resource")
-        return transaction_out(await ledger.cancel(tenant_of(request), transaction_id))
+        transaction = await ledger.cancel(tenant_of(request), transaction_id)
+        count_transactions(transaction.status.value)
+        return transaction_out(transaction)

@@ -255,6 +255,10 @@ class PostgresStore:
         )
         return cls(engine)
 
+    def connections_in_use(self) -> int:
+        checked_out: int = self.engine.pool.checkedout()  # type: ignore[attr-defined]
+        return checked_out
+
     async def close(self) -> None:
         await self.engine.dispose()
 

@@ -2,8 +2,8 @@
 local accounts = tonumber(os.getenv("ACCOUNTS") or "10000")
 local auth = "Basic " .. (os.getenv("AUTH") or "YWJjOjEyMw==")
 local threads = tonumber(os.getenv("THREADS") or "2")
-local thread_id = 0
-local next_id = 0
+thread_id = 0
+next_id = 0
 
 function setup(thread)
   thread:set("next_id", thread_id)

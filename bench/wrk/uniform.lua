@@ -2,7 +2,7 @@
 local accounts = tonumber(os.getenv("ACCOUNTS") or "10000")
 local auth = "Basic " .. (os.getenv("AUTH") or "YWJjOjEyMw==")
 local counter = 0
-local thread_id = 0
+thread_id = 0
 
 function setup(thread)
   thread:set("thread_id", thread_id)
