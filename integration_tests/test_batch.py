@@ -157,7 +157,7 @@ async def test_concurrent_batches_against_one_balance(api: httpx.AsyncClient, ui
                 "mode": "immediate",
                 "transactions": [move(uid("t"), alice, bob, "1") for _ in range(10)],
             },
-        )  # fmt: skip
+        )
         for _ in range(20)
     ]
     responses = await asyncio.gather(*calls)
