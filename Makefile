@@ -32,7 +32,11 @@ test-unit: install ## Unit tests only (no servers)
 test-integration: install ## Integration tests only (the real service over HTTP)
 	$(BIN)/python -m pytest integration_tests
 
-bench: bench-search ## All benchmarks (they print their figures)
+bench: install ## Throughput against pgbench baselines, every scenario (about 5 minutes)
+	$(BIN)/python bench/harness.py
+
+bench-quick: install ## The same in under 2 minutes
+	$(BIN)/python bench/harness.py --quick
 
 bench-search: install ## Search latency at 10k, 100k and 1M transactions (BENCH_DATABASE_URL to point elsewhere)
 	$(BIN)/python bench/search.py
@@ -49,4 +53,4 @@ format: install ## Format and fix what ruff can
 clean: ## Remove .venv and the embedded servers' data
 	rm -rf $(VENV) .data
 
-.PHONY: help install run migrate test test-unit test-integration bench bench-search lint format clean
+.PHONY: help install run migrate test test-unit test-integration bench bench-quick bench-search lint format clean

@@ -1,25 +1,11 @@
--- Immediate transfers of 1 between two random accounts of ACCOUNTS (rule `any`).
-local accounts = tonumber(os.getenv("ACCOUNTS") or "10000")
-local auth = "Basic " .. (os.getenv("AUTH") or "YWJjOjEyMw==")
-local counter = 0
-thread_id = 0
-
-function setup(thread)
-  thread:set("thread_id", thread_id)
-  thread_id = thread_id + 1
-end
-
-function init(args)
-  math.randomseed(os.time() + thread_id * 7919)
-end
-
+-- uniform: immediate transfers of 1 between two random accounts a0..a9999.
 request = function()
-  local a = math.random(0, accounts - 1)
-  local b = math.random(0, accounts - 2)
-  if b >= a then b = b + 1 end
-  local body = string.format(
-    '{"lines":[{"account":"u%d","currency":"USD","amount":"-1"},{"account":"u%d","currency":"USD","amount":"1"}]}',
-    a, b)
-  return wrk.format("POST", "/v1/transactions/immediate",
-    {["Content-Type"] = "application/json", ["Authorization"] = auth}, body)
+  local a, b = random_pair()
+  return wrk.format("POST", "/v1/transactions/immediate", json_headers, string.format(
+    '{"lines":[{"account":"a%d","currency":"USD","amount":"-1"},' ..
+    '{"account":"a%d","currency":"USD","amount":"1"}]}', a, b))
+end
+
+function on_response(status, body)
+  if status == 201 then completed = completed + 1 end
 end

