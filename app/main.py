@@ -59,6 +59,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        await store.open()
         await store.ensure_accounts([t.name for t in settings.tenants])
         sweeper = asyncio.create_task(sweep(ledger, store, settings))
         try:

@@ -75,6 +75,7 @@ class Settings:
     db_pool_size: int = 10
     db_pool_overflow: int = 10
     db_statement_timeout_ms: int = 10_000
+    db_acquire_timeout_s: float = 10.0
     redis_timeout_s: float = 2.0
     idempotency_ttl_s: int = 24 * 3600
     idempotency_in_flight_ttl_s: int = 60
@@ -101,6 +102,7 @@ class Settings:
             db_pool_size=int(e.get("DB_POOL_SIZE", "10")),
             db_pool_overflow=int(e.get("DB_POOL_OVERFLOW", "10")),
             db_statement_timeout_ms=int(e.get("DB_STATEMENT_TIMEOUT_MS", "10000")),
+            db_acquire_timeout_s=float(e.get("DB_ACQUIRE_TIMEOUT_S", "10")),
             redis_timeout_s=float(e.get("REDIS_TIMEOUT_S", "2")),
             idempotency_ttl_s=int(e.get("IDEMPOTENCY_TTL_S", str(24 * 3600))),
             idempotency_in_flight_ttl_s=int(e.get("IDEMPOTENCY_IN_FLIGHT_TTL_S", "60")),

@@ -8,7 +8,6 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import text
 
 from app.ledger.batch import Transaction
 from app.ledger.errors import InvalidQuery
@@ -158,10 +157,10 @@ async def search_accounts(
         f" WHERE a.tenant = :tenant AND {where}{keyset} ORDER BY a.id LIMIT :limit"
     )
     async with store.connection() as connection:
-        rows = list(await connection.execute(text(sql), params))[: page.limit + 1]
+        rows = list(await connection.execute((sql), params))[: page.limit + 1]
         ids = [r.id for r in rows[: page.limit]]
         heads = await connection.execute(
-            text(
+            (
                 "SELECT b.account, b.currency, a.balance_rule, b.posted, b.pending_in,"
                 " b.pending_out, b.version, b.last_ts FROM balances b"
                 " JOIN accounts a ON a.tenant = b.tenant AND a.id = b.account"
@@ -209,10 +208,10 @@ async def search_transactions(
         f" ORDER BY {order} LIMIT :limit"
     )
     async with store.connection() as connection:
-        rows = list(await connection.execute(text(sql), params))
+        rows = list(await connection.execute((sql), params))
         ids = [r.id for r in rows[: page.limit]]
         events = await connection.execute(
-            text(
+            (
                 "SELECT transaction_id, status, at FROM transaction_events"
                 " WHERE tenant = :tenant AND transaction_id = ANY(CAST(:ids AS text[]))"
                 " ORDER BY at, seq"
