@@ -378,9 +378,11 @@ class _Batch:
         outcome = apply_lines(view, lines, effect)
         if outcome.failure is not None:
             return outcome.failure, at
-        for (account, currency), head in outcome.heads.items():
+        for (account, currency), h in outcome.heads.items():
             key = (tenant, account, currency)
-            self.heads[key] = self.plan.heads[key] = replace(head, last_ts=at)
+            stamped = Head(account, currency, h.rule, h.posted, h.pending_in, h.pending_out,
+                           h.version, at)  # fmt: skip
+            self.heads[key] = self.plan.heads[key] = stamped
         self.plan.entries += [JournalRow(tenant, transaction_id, e, at) for e in outcome.entries]
         return None, at
 

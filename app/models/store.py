@@ -60,7 +60,7 @@ def _split_heads(keys: Sequence[HeadKey]) -> dict[str, list[str]]:
 
 
 def _head_key(row: Any) -> HeadKey:
-    return (row.tenant, row.account, row.currency)
+    return (row["tenant"], row["account"], row["currency"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,42 +186,42 @@ SELECT count(*) FROM inserted
 
 def head_from_row(row: Any) -> Head:
     return Head(
-        account=row.account,
-        currency=row.currency,
-        rule=Rule(row.balance_rule),
-        posted=row.posted,
-        pending_in=row.pending_in,
-        pending_out=row.pending_out,
-        version=row.version,
-        last_ts=row.last_ts,
+        account=row["account"],
+        currency=row["currency"],
+        rule=Rule(row["balance_rule"]),
+        posted=row["posted"],
+        pending_in=row["pending_in"],
+        pending_out=row["pending_out"],
+        version=row["version"],
+        last_ts=row["last_ts"],
     )
 
 
 def account_from_row(row: Any, heads: Sequence[Head]) -> Account:
     return Account(
-        id=row.id,
-        rule=Rule(row.balance_rule),
-        data=json_value(row.data),
-        created_at=row.created_at,
+        id=row["id"],
+        rule=Rule(row["balance_rule"]),
+        data=json_value(row["data"]),
+        created_at=row["created_at"],
         heads=tuple(heads),
     )
 
 
 def transaction_from_row(row: Any, events: Any = ()) -> Transaction:
     return Transaction(
-        id=row.id,
-        status=Status(row.status),
-        mode=Mode(row.mode),
-        lines=_lines(row.lines),
-        data=json_value(row.data),
-        timestamp=row.timestamp,
-        timestamp_given=row.timestamp_given,
-        created_at=row.created_at,
-        expires_at=row.expires_at,
-        failure=json_value(row.failure) if row.failure is not None else None,
-        reverses=row.reverses,
-        reversal_id=row.reversal_id,
-        fingerprint=row.fingerprint,
+        id=row["id"],
+        status=Status(row["status"]),
+        mode=Mode(row["mode"]),
+        lines=_lines(row["lines"]),
+        data=json_value(row["data"]),
+        timestamp=row["timestamp"],
+        timestamp_given=row["timestamp_given"],
+        created_at=row["created_at"],
+        expires_at=row["expires_at"],
+        failure=json_value(row["failure"]) if row["failure"] is not None else None,
+        reverses=row["reverses"],
+        reversal_id=row["reversal_id"],
+        fingerprint=row["fingerprint"],
         events=tuple((Status(s), datetime.fromisoformat(at)) for s, at in json_value(events)),
     )
 
