@@ -1,0 +1,153 @@
+"""One group commit in pure code: arrival order, failures alone, atomic groups, merging."""
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from app.ledger.batch import (
+    BatchFailed,
+    Group,
+    Job,
+    JobKind,
+    apply_groups,
+    head_keys,
+    lock_keys,
+    new_keys,
+    precheck,
+)
+from app.ledger.documents import Draft, Line, Mode, Status
+from app.ledger.errors import Expired, InvalidState, NotFound, TransactionExists
+from app.ledger.rules import Head, Rule
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+D = Decimal
+
+
+def draft(
+    tid: str, source: str, target: str, amount: str, mode: Mode = Mode.IMMEDIATE,
+    expires_at: datetime | None = None,
+) -> Draft:  # fmt: skip
+    lines = (Line(source, "USD", -D(amount)), Line(target, "USD", D(amount)))
+    return Draft(tid, mode, lines, {}, None, expires_at, f"{tid}:{amount}:{mode}")
+
+
+def create(
+    tid: str, source: str, target: str, amount: str, mode: Mode = Mode.IMMEDIATE,
+    expires_at: datetime | None = None,
+) -> Group:  # fmt: skip
+    return Group(
+        (Job(JobKind.CREATE, "t", tid, draft(tid, source, target, amount, mode, expires_at)),)
+    )
+
+
+def heads(**balances: str) -> dict[tuple[str, str, str], Head]:
+    return {("t", name, "USD"): Head(name, "USD", Rule.NON_NEGATIVE, D(v), version=1)
+            for name, v in balances.items()}  # fmt: skip
+
+
+def test_documents_apply_in_arrival_order_and_fail_alone() -> None:
+    groups = [create("1", "a", "b", "6"), create("2", "a", "b", "6"), create("3", "a", "b", "4")]
+    plan, results = apply_groups(groups, {}, heads(a="10", b="0"), NOW)
+    assert [r[0].transaction.status for r in results] == [  # type: ignore[union-attr]
+        Status.COMPLETED, Status.FAILED, Status.COMPLETED,
+    ]  # fmt: skip
+    assert results[1][0].error is not None
+    assert results[1][0].error.code == "insufficient_funds"
+    assert plan.heads[("t", "a", "USD")].posted == 0
+    assert plan.heads[("t", "b", "USD")].posted == 10
+    assert [e.entry.seq for e in plan.entries if e.entry.account == "a"] == [2, 3]
+    assert len(plan.inserts) == 3
+    assert {e.status for e in plan.events} == {Status.COMPLETED, Status.FAILED}
+
+
+def test_atomic_group_fails_whole_and_records_nothing() -> None:
+    jobs = (create("1", "a", "b", "6").jobs[0], create("2", "a", "b", "6").jobs[0])
+    plan, results = apply_groups([Group(jobs, atomic=True)], {}, heads(a="10", b="0"), NOW)
+    assert isinstance(results[0][0].error, BatchFailed)
+    assert results[0][1].error is not None
+    assert results[0][1].error.code == "insufficient_funds"
+    assert (plan.heads, plan.inserts, plan.entries, plan.events) == ({}, {}, [], [])
+
+
+def test_same_id_twice_in_one_batch_is_a_repeat() -> None:
+    plan, results = apply_groups(
+        [create("1", "a", "b", "1"), create("1", "a", "b", "1"), create("1", "a", "b", "2")],
+        {},
+        heads(a="10", b="0"),
+        NOW,
+    )
+    assert [r[0].created for r in results] == [True, False, False]
+    assert isinstance(results[2][0].error, TransactionExists)
+    assert plan.heads[("t", "a", "USD")].posted == 9
+
+
+def test_created_then_executed_in_one_batch_is_written_once() -> None:
+    pending = create("1", "a", "b", "4", mode=Mode.PENDING)
+    execute = Group((Job(JobKind.EXECUTE, "t", "1"),))
+    plan, results = apply_groups([pending, execute], {}, heads(a="10", b="0"), NOW)
+    assert results[1][0].error is None
+    row = plan.inserts[("t", "1")]
+    assert row.status is Status.COMPLETED
+    assert [s for s, _ in row.events] == [Status.PENDING, Status.COMPLETED]
+    assert plan.updates == {}
+    assert [e.entry.kind for e in plan.entries if e.entry.account == "a"] == ["hold", "post"]
+    a = plan.heads[("t", "a", "USD")]
+    assert (a.posted, a.pending_out) == (6, 0)
+
+
+def test_execute_decisions_under_lock() -> None:
+    pending = create("1", "a", "b", "4", mode=Mode.PENDING, expires_at=NOW - timedelta(1))
+    plan, results = apply_groups(
+        [
+            pending,
+            Group((Job(JobKind.EXECUTE, "t", "1"),)),
+            Group((Job(JobKind.EXECUTE, "t", "9"),)),
+        ],
+        {},
+        heads(a="10", b="0"),
+        NOW,
+    )
+    assert isinstance(results[1][0].error, Expired)
+    assert plan.inserts[("t", "1")].status is Status.VOIDED
+    assert plan.inserts[("t", "1")].failure == {
+        "code": "expired", "detail": "the transaction expired before it was executed",
+    }  # fmt: skip
+    assert isinstance(results[2][0].error, NotFound)
+    assert plan.heads[("t", "a", "USD")].pending_out == 0
+
+
+def test_cancel_reverses_and_links() -> None:
+    done = create("1", "a", "b", "4")
+    plan, results = apply_groups(
+        [done, Group((Job(JobKind.CANCEL, "t", "1"),)), Group((Job(JobKind.CANCEL, "t", "1"),))],
+        {},
+        heads(a="10", b="0"),
+        NOW,
+    )
+    assert results[1][0].transaction is not None
+    assert results[1][0].transaction.status is Status.REVERSED
+    assert results[2][0].transaction is not None  # already REVERSED: nothing changes
+    reversal = plan.inserts[("t", "1.reversal")]
+    assert (reversal.status, reversal.reverses) == (Status.COMPLETED, "1")
+    assert plan.inserts[("t", "1")].reversal_id == "1.reversal"
+    assert plan.heads[("t", "a", "USD")].posted == 10
+
+
+def test_failed_transaction_cannot_be_executed() -> None:
+    _, results = apply_groups(
+        [create("1", "a", "b", "40"), Group((Job(JobKind.EXECUTE, "t", "1"),))],
+        {},
+        heads(a="10", b="0"),
+        NOW,
+    )
+    assert isinstance(results[1][0].error, InvalidState)
+
+
+def test_lock_and_head_keys_are_sorted_and_skip_prechecked_failures() -> None:
+    groups = [create("2", "z", "b", "1"), create("1", "a", "b", "50"),
+              Group((Job(JobKind.CANCEL, "t", "0"),))]  # fmt: skip
+    assert lock_keys(groups) == [("t", "0"), ("t", "0.reversal"), ("t", "1"), ("t", "2")]
+    assert new_keys(groups, {}) == [("t", "a", "USD"), ("t", "b", "USD"), ("t", "z", "USD")]
+    checked = precheck(groups, {}, heads(a="10", b="0", z="5"))
+    assert checked[1].jobs[0].failure is not None
+    assert checked[0].jobs[0].failure is None
+    assert head_keys(checked, {}) == [("t", "b", "USD"), ("t", "z", "USD")]
