@@ -93,10 +93,10 @@ class Ledger:
     async def create(self, tenant: str, draft: Draft) -> tuple[Transaction, bool]:
         """Record a new document, or answer a repeat of its id from the stored one."""
         result = await self._run(Job(JobKind.CREATE, tenant, draft.id, draft))
-        if not result.created:  # a repeat of the id: the stored row, with its history
-            return await self.transaction(tenant, draft.id), False
         assert result.transaction is not None
-        return result.transaction, True
+        if not result.created and _is_expired(result.transaction, self.clock()):
+            return await self.transaction(tenant, draft.id), False
+        return result.transaction, result.created
 
     async def create_many(self, tenant: str, drafts: Sequence[Draft], atomic: bool) -> list[Result]:
         """Many documents in one group commit: one result per draft, in order."""
@@ -109,18 +109,15 @@ class Ledger:
         if stored is None:
             raise NotFound(f"no transaction {transaction_id}")
         if _is_expired(stored, self.clock()):
-            await self._run(Job(JobKind.SETTLE, tenant, transaction_id))
-            return await self._reload(tenant, transaction_id)
+            return _changed(await self._run(Job(JobKind.SETTLE, tenant, transaction_id)))
         return stored
 
     async def execute(self, tenant: str, transaction_id: str) -> Transaction:
-        await self._run(Job(JobKind.EXECUTE, tenant, transaction_id))
-        return await self._reload(tenant, transaction_id)
+        return _changed(await self._run(Job(JobKind.EXECUTE, tenant, transaction_id)))
 
     async def cancel(self, tenant: str, transaction_id: str) -> Transaction:
         """Void a PENDING transaction or reverse a COMPLETED one."""
-        await self._run(Job(JobKind.CANCEL, tenant, transaction_id))
-        return await self._reload(tenant, transaction_id)
+        return _changed(await self._run(Job(JobKind.CANCEL, tenant, transaction_id)))
 
     async def settle(self, tenant: str, transaction_id: str) -> None:
         """Void a hold past its `expires_at` (the periodic sweep)."""
@@ -139,11 +136,11 @@ class Ledger:
             raise result.error
         return result
 
-    async def _reload(self, tenant: str, transaction_id: str) -> Transaction:
-        stored = await self.store.transaction(tenant, transaction_id)
-        if stored is None:
-            raise NotFound(f"no transaction {transaction_id}")
-        return stored
+
+def _changed(result: Result) -> Transaction:
+    """The transaction as the group commit left it, with its whole history."""
+    assert result.transaction is not None
+    return result.transaction
 
 
 def _is_expired(transaction: Transaction, now: datetime) -> bool:

@@ -107,8 +107,13 @@ ORDER BY k.tenant, k.account, k.currency
 ON CONFLICT DO NOTHING
 """
 
+EVENTS = """(
+    SELECT coalesce(json_agg(json_build_array(e.status, e.at) ORDER BY e.at, e.seq), '[]')
+    FROM transaction_events e WHERE e.tenant = t.tenant AND e.transaction_id = t.id
+) AS events"""
+
 LOCK_TRANSACTIONS = f"""
-SELECT tenant, {TRANSACTION_COLUMNS} FROM transactions
+SELECT tenant, {TRANSACTION_COLUMNS}, {EVENTS} FROM transactions t
 WHERE (tenant, id) IN (SELECT * FROM unnest(CAST(:tenants AS text[]), CAST(:ids AS text[])))
 ORDER BY tenant, id
 FOR UPDATE
@@ -395,7 +400,7 @@ class PostgresStore:
             (LOCK_TRANSACTIONS),
             {"tenants": [k[0] for k in txn_keys], "ids": [k[1] for k in txn_keys]},
         )
-        rows = {(r.tenant, r.id): transaction_from_row(r) for r in found}
+        rows = {(r["tenant"], r["id"]): transaction_from_row(r, r["events"]) for r in found}
         # 2. Record: make the account and balance rows new documents name.
         fresh = new_keys(groups, rows)
         if fresh:
@@ -431,18 +436,12 @@ class PostgresStore:
         async with self.connection() as connection:
             row = (
                 await connection.execute(
-                    (
-                        f"SELECT {TRANSACTION_COLUMNS}, ("
-                        "  SELECT coalesce(json_agg(json_build_array(e.status, e.at)"
-                        "                  ORDER BY e.at, e.seq), '[]')"
-                        "  FROM transaction_events e"
-                        "  WHERE e.tenant = t.tenant AND e.transaction_id = t.id) AS events "
-                        "FROM transactions t WHERE tenant = :tenant AND id = :id"
-                    ),
+                    f"SELECT {TRANSACTION_COLUMNS}, {EVENTS} FROM transactions t"
+                    " WHERE tenant = :tenant AND id = :id",
                     {"tenant": tenant, "id": transaction_id},
                 )
             ).first()
-        return None if row is None else transaction_from_row(row, row.events)
+        return None if row is None else transaction_from_row(row, row["events"])
 
     async def replace_transaction_data(
         self, tenant: str, transaction_id: str, data: Mapping[str, Any]
