@@ -191,14 +191,16 @@ def precheck(
     rows: Mapping[TxnKey, Transaction],
     heads: Mapping[HeadKey, Head],
 ) -> list[Group]:
-    """Mark each new document that cannot fit the committed heads with its failure."""
+    """Mark each new document that cannot fit the committed heads with its failure; a
+    document touching a head missing from `heads` is left to the check under lock."""
     checked = []
     for group in groups:
         jobs = []
         for job in group.jobs:
-            if _is_new(job, rows) and job.failure is None:
+            keys = _draft_keys(job) if _is_new(job, rows) and job.failure is None else set()
+            if keys and keys <= heads.keys():
                 assert job.draft is not None
-                view = {(k[1], k[2]): heads[k] for k in _draft_keys(job)}
+                view = {(k[1], k[2]): heads[k] for k in keys}
                 job = replace(job, failure=unlocked_failure(job.draft, view))
             jobs.append(job)
         checked.append(Group(tuple(jobs), group.atomic))

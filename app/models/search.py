@@ -157,7 +157,7 @@ async def search_accounts(
         f" WHERE a.tenant = :tenant AND {where}{keyset} ORDER BY a.id LIMIT :limit"
     )
     async with store.connection() as connection:
-        rows = list(await connection.execute((sql), params))[: page.limit + 1]
+        rows = list(await connection.execute(sql, params))[: page.limit + 1]
         ids = [r.id for r in rows[: page.limit]]
         heads = await connection.execute(
             (
@@ -208,7 +208,7 @@ async def search_transactions(
         f" ORDER BY {order} LIMIT :limit"
     )
     async with store.connection() as connection:
-        rows = list(await connection.execute((sql), params))
+        rows = list(await connection.execute(sql, params))
         ids = [r.id for r in rows[: page.limit]]
         events = await connection.execute(
             (

@@ -90,21 +90,36 @@ TRANSACTION_FIELDS = (
 )  # fmt: skip
 TRANSACTION_COLUMNS = ", ".join(TRANSACTION_FIELDS)
 
-# Accounts and balance rows that new documents name, created in sorted key order; rows
-# that exist are left alone (no lock, no WAL).
-ENSURE_ROWS = """
+# Record and check in one statement: create the account and balance rows new documents
+# name (sorted; rows that exist are left alone, no lock, no WAL), and read the committed
+# heads. A row this statement created reads as zero; an account another request created
+# after this statement's snapshot reads with no rule (unknown: not checked unlocked).
+ENSURE_AND_READ_HEADS = """
 WITH new_accounts AS (
     INSERT INTO accounts (tenant, id, balance_rule)
     SELECT a.tenant, a.id, CASE WHEN a.id = :world THEN 'any' ELSE 'non_negative' END
     FROM unnest(CAST(:a_tenants AS text[]), CAST(:a_ids AS text[])) AS a(tenant, id)
     ORDER BY a.tenant, a.id
     ON CONFLICT DO NOTHING
+    RETURNING tenant, id, balance_rule
+), new_balances AS (
+    INSERT INTO balances (tenant, account, currency)
+    SELECT * FROM unnest(CAST(:tenants AS text[]), CAST(:accounts AS text[]),
+                         CAST(:currencies AS text[])) AS k(tenant, account, currency)
+    ORDER BY k.tenant, k.account, k.currency
+    ON CONFLICT DO NOTHING
 )
-INSERT INTO balances (tenant, account, currency)
-SELECT * FROM unnest(CAST(:tenants AS text[]), CAST(:accounts AS text[]),
-                     CAST(:currencies AS text[])) AS k(tenant, account, currency)
-ORDER BY k.tenant, k.account, k.currency
-ON CONFLICT DO NOTHING
+SELECT k.tenant, k.account, k.currency,
+       coalesce(a.balance_rule, n.balance_rule) AS balance_rule,
+       coalesce(b.posted, 0) AS posted, coalesce(b.pending_in, 0) AS pending_in,
+       coalesce(b.pending_out, 0) AS pending_out, coalesce(b.version, 0) AS version,
+       b.last_ts
+FROM unnest(CAST(:tenants AS text[]), CAST(:accounts AS text[]), CAST(:currencies AS text[]))
+     AS k(tenant, account, currency)
+LEFT JOIN accounts a ON a.tenant = k.tenant AND a.id = k.account
+LEFT JOIN new_accounts n ON n.tenant = k.tenant AND n.id = k.account
+LEFT JOIN balances b
+       ON b.tenant = k.tenant AND b.account = k.account AND b.currency = k.currency
 """
 
 EVENTS = """(
@@ -119,17 +134,21 @@ ORDER BY tenant, id
 FOR UPDATE
 """
 
-READ_HEADS = """
-SELECT b.tenant, b.account, b.currency, a.balance_rule, b.posted, b.pending_in,
-       b.pending_out, b.version, b.last_ts
-FROM balances b
-JOIN accounts a ON a.tenant = b.tenant AND a.id = b.account
-WHERE (b.tenant, b.account, b.currency) IN (
-    SELECT * FROM unnest(CAST(:tenants AS text[]), CAST(:accounts AS text[]),
-                         CAST(:currencies AS text[])))
-ORDER BY b.tenant, b.account, b.currency
+# Lock the heads in sorted key order. Each row's clock is read right after its lock, so
+# the latest of them is an instant after every lock is held.
+LOCK_HEADS = """
+SELECT locked.*, clock_timestamp() AS now FROM (
+    SELECT b.tenant, b.account, b.currency, a.balance_rule, b.posted, b.pending_in,
+           b.pending_out, b.version, b.last_ts
+    FROM balances b
+    JOIN accounts a ON a.tenant = b.tenant AND a.id = b.account
+    WHERE (b.tenant, b.account, b.currency) IN (
+        SELECT * FROM unnest(CAST(:tenants AS text[]), CAST(:accounts AS text[]),
+                             CAST(:currencies AS text[])))
+    ORDER BY b.tenant, b.account, b.currency
+    FOR UPDATE OF b
+) locked
 """
-LOCK_HEADS = READ_HEADS + "FOR UPDATE OF b\n"
 
 # One statement writes a whole group commit: heads, journal, rows, history, postings.
 WRITE_PLAN = """
@@ -401,12 +420,14 @@ class PostgresStore:
             {"tenants": [k[0] for k in txn_keys], "ids": [k[1] for k in txn_keys]},
         )
         rows = {(r["tenant"], r["id"]): transaction_from_row(r, r["events"]) for r in found}
-        # 2. Record: make the account and balance rows new documents name.
+        # 2. Record and check, unlocked: make the rows new documents name, read the
+        #    committed heads; a new document that cannot fit them fails without a
+        #    balance lock.
         fresh = new_keys(groups, rows)
         if fresh:
             accounts = sorted({(k[0], k[1]) for k in fresh})
-            await connection.execute(
-                (ENSURE_ROWS),
+            read = await connection.execute(
+                ENSURE_AND_READ_HEADS,
                 {
                     "world": WORLD,
                     "a_tenants": [a[0] for a in accounts],
@@ -414,20 +435,21 @@ class PostgresStore:
                     **_split_heads(fresh),
                 },
             )
-            # 3. Check, unlocked: a new document that cannot fit against the committed
-            #    heads fails without locking a balance.
-            read = await connection.execute((READ_HEADS), _split_heads(fresh))
-            groups = precheck(groups, rows, {_head_key(r): head_from_row(r) for r in read})
-        # 4. Lock the balance heads in sorted key order, so no two batches deadlock.
+            known = {_head_key(r): head_from_row(r) for r in read if r["balance_rule"]}
+            groups = precheck(groups, rows, known)
+        # 3. Lock the balance heads in sorted key order, so no two batches deadlock, and
+        #    read the clock once they are held.
         keys = head_keys(groups, rows)
         heads: dict[HeadKey, Head] = {}
+        now = None
         if keys:
-            locked = await connection.execute((LOCK_HEADS), _split_heads(keys))
+            locked = list(await connection.execute(LOCK_HEADS, _split_heads(keys)))
             heads = {_head_key(r): head_from_row(r) for r in locked}
-        # 5. Read the clock only now that the locks are held; apply; write once.
-        now = (await connection.execute("SELECT clock_timestamp()")).scalar()
+            now = max(r["now"] for r in locked)
+        if now is None:
+            now = (await connection.execute("SELECT clock_timestamp()")).scalar()
         plan, results = apply_groups(groups, rows, heads, now)
-        inserted = (await connection.execute((WRITE_PLAN), _plan_params(plan))).scalar()
+        inserted = (await connection.execute(WRITE_PLAN, _plan_params(plan))).scalar()
         if inserted != len(plan.inserts):
             raise _ConcurrentInsert
         return results
