@@ -19,6 +19,7 @@ from app.ledger.documents import (
     Line,
     Mode,
     Status,
+    can_transition,
     cancel_action,
     execute_is_needed,
     reversal_id,
@@ -404,6 +405,7 @@ class _Batch:
 
     def _update(self, tenant: str, row: Transaction, at: datetime) -> Transaction:
         key = (tenant, row.id)
+        assert can_transition(self.rows[key].status, row.status), (self.rows[key].status, row)
         row = replace(row, events=(*row.events, (row.status, at)))
         self.rows[key] = row
         # NOTE: a row inserted by this same batch is written once, in its final state.

@@ -24,8 +24,6 @@ from app.ledger.errors import AccountExists, NotFound
 from app.ledger.money import check_id
 from app.ledger.rules import Head, Rule
 
-Key = tuple[str, str]
-
 
 @dataclass(frozen=True, slots=True)
 class Account:
