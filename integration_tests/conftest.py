@@ -12,6 +12,8 @@ import pytest
 
 from integration_tests.server import Backends, Service
 
+ALLOWED_ORIGIN = "https://app.example.com"
+
 
 @pytest.fixture(scope="session")
 def backends() -> Iterator[Backends]:
@@ -22,7 +24,7 @@ def backends() -> Iterator[Backends]:
 
 @pytest.fixture(scope="session")
 def service(backends: Backends) -> Iterator[Service]:
-    started = Service.start(backends, "test-service")
+    started = Service.start(backends, "test-service", ALLOWED_ORIGINS=ALLOWED_ORIGIN)
     yield started
     started.stop()
 

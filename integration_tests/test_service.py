@@ -50,3 +50,29 @@ async def test_unknown_route_is_404_problem(api: httpx.AsyncClient):
     response = await api.get("/v1/nothing-here")
     assert response.status_code == 404
     assert response.json()["code"] == "not_found"
+
+
+async def test_cors_for_allowed_origins(anonymous: httpx.AsyncClient):
+    from integration_tests.conftest import ALLOWED_ORIGIN
+
+    preflight = await anonymous.options(
+        "/v1/transactions",
+        headers={
+            "Origin": ALLOWED_ORIGIN,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type",
+        },
+    )
+    assert preflight.status_code in (200, 204)
+    assert preflight.headers["access-control-allow-origin"] == ALLOWED_ORIGIN
+    answer = await anonymous.get(
+        "/v1/accounts/@world",
+        headers={"Origin": ALLOWED_ORIGIN, "Authorization": "Bearer abc:123"},
+    )
+    assert answer.status_code == 200
+    assert answer.headers["access-control-allow-origin"] == ALLOWED_ORIGIN
+    other = await anonymous.options(
+        "/v1/transactions",
+        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+    )
+    assert other.headers.get("access-control-allow-origin") != "https://evil.example"
