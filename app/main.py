@@ -46,7 +46,7 @@ async def sweep(ledger: Ledger, store: PostgresStore, settings: Settings) -> Non
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings.from_env()
     logging.basicConfig(level=settings.log_level.upper())
-    store = PostgresStore.connect(settings)
+    store = PostgresStore(settings)
     redis = Redis.from_url(
         settings.redis_url,
         socket_timeout=settings.redis_timeout_s,

@@ -325,10 +325,6 @@ class PostgresStore:
         self.settings = settings
         self._pool: asyncpg.Pool | None = None
 
-    @classmethod
-    def connect(cls, settings: Settings) -> PostgresStore:
-        return cls(settings)
-
     async def open(self) -> None:
         settings = self.settings
         self._pool = await asyncpg.create_pool(
