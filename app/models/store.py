@@ -186,6 +186,8 @@ WITH heads AS (
                 CAST(:i_reversal AS text[]), CAST(:i_fingerprint AS text[]))
          AS v(tenant, id, status, mode, lines, data, timestamp, given, created_at,
               expires_at, failure, reverses, reversal_id, fingerprint)
+    -- Sorted, like every lock: two batches recording the same new ids never deadlock.
+    ORDER BY v.tenant, v.id
     ON CONFLICT (tenant, id) DO NOTHING
     RETURNING 1
 ), states AS (
