@@ -135,6 +135,7 @@ class BodyLimit:
         limit = self.batch_body_size_max if scope["path"] == BATCH_PATH else self.body_size_max
         declared = _header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _drain(receive, int(declared))
             await send_problem(send, "payload_too_large", f"the body exceeds {limit} bytes")
             return
         received = 0
@@ -145,10 +146,32 @@ class BodyLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
+                    if message.get("more_body", False):
+                        await _drain(receive, received)
                     raise PayloadTooLarge(f"the body exceeds {limit} bytes")
             return message
 
         await self.app(scope, limited, send)
+
+
+# NOTE: a client still sending a body it was refused may see a reset instead of the 413
+# (the server closes a connection with unread input); a modest body is read to the end
+# first, a huge one is not worth it.
+DRAIN_BYTES_MAX = 64 * 1024 * 1024
+
+
+async def _drain(receive: Receive, already: int) -> None:
+    """Read and drop the rest of a refused body, up to `DRAIN_BYTES_MAX` in all."""
+    if already > DRAIN_BYTES_MAX:
+        return
+    total = 0
+    while total <= DRAIN_BYTES_MAX:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        total += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
 
 
 class _Stored(msgspec.Struct):
