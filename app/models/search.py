@@ -24,9 +24,9 @@ from app.models.store import (
     TRANSACTION_FIELDS,
     PostgresStore,
     account_from_row,
+    account_heads,
     decode_cursor,
     encode_cursor,
-    head_from_row,
     transaction_from_row,
 )
 
@@ -157,21 +157,8 @@ async def search_accounts(
         f" WHERE a.tenant = :tenant AND {where}{keyset} ORDER BY a.id LIMIT :limit"
     )
     async with store.connection() as connection:
-        rows = list(await connection.execute(sql, params))[: page.limit + 1]
-        ids = [r.id for r in rows[: page.limit]]
-        heads = await connection.execute(
-            (
-                "SELECT b.account, b.currency, a.balance_rule, b.posted, b.pending_in,"
-                " b.pending_out, b.version, b.last_ts FROM balances b"
-                " JOIN accounts a ON a.tenant = b.tenant AND a.id = b.account"
-                " WHERE b.tenant = :tenant AND b.account = ANY(CAST(:ids AS text[]))"
-                " AND b.version > 0 ORDER BY b.account, b.currency"
-            ),
-            {"tenant": tenant, "ids": ids},
-        )
-        by_account: dict[str, list[Any]] = {}
-        for head in heads:
-            by_account.setdefault(head.account, []).append(head_from_row(head))
+        rows = list(await connection.execute(sql, params))
+        by_account = await account_heads(connection, tenant, [r.id for r in rows[: page.limit]])
     accounts = [account_from_row(r, by_account.get(r.id, [])) for r in rows[: page.limit]]
     cursor = None
     if len(rows) > page.limit:

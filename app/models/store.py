@@ -227,6 +227,24 @@ def head_from_row(row: Any) -> Head:
     )
 
 
+async def account_heads(
+    connection: Connection, tenant: str, account_ids: Sequence[str]
+) -> dict[str, list[Head]]:
+    """The balances of accounts, by account, each in currency order (used ones only)."""
+    rows = await connection.execute(
+        "SELECT b.account, b.currency, a.balance_rule, b.posted, b.pending_in,"
+        " b.pending_out, b.version, b.last_ts FROM balances b"
+        " JOIN accounts a ON a.tenant = b.tenant AND a.id = b.account"
+        " WHERE b.tenant = :tenant AND b.account = ANY(CAST(:ids AS text[]))"
+        " AND b.version > 0 ORDER BY b.account, b.currency",
+        {"tenant": tenant, "ids": list(account_ids)},
+    )
+    by_account: dict[str, list[Head]] = {}
+    for row in rows:
+        by_account.setdefault(row["account"], []).append(head_from_row(row))
+    return by_account
+
+
 def account_from_row(row: Any, heads: Sequence[Head]) -> Account:
     return Account(
         id=row["id"],
@@ -527,16 +545,8 @@ class PostgresStore:
             ).first()
             if row is None:
                 return None
-            heads = await connection.execute(
-                (
-                    "SELECT account, currency, :rule AS balance_rule, posted, pending_in,"
-                    " pending_out, version, last_ts FROM balances"
-                    " WHERE tenant = :tenant AND account = :id AND version > 0"
-                    " ORDER BY currency"
-                ),
-                {"tenant": tenant, "id": account_id, "rule": row.balance_rule},
-            )
-            return account_from_row(row, [head_from_row(h) for h in heads])
+            heads = await account_heads(connection, tenant, [account_id])
+            return account_from_row(row, heads.get(account_id, []))
 
     async def replace_account_data(
         self, tenant: str, account_id: str, data: Mapping[str, Any]
