@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -176,24 +177,55 @@ async def conservation(client: httpx.AsyncClient) -> dict[str, Any]:
     return {"ok": ok, "accounts": accounts, "posted_sum": {c: str(v) for c, v in posted.items()}}
 
 
+TICK_S = 1 / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_by_component() -> dict[str, float]:
+    """CPU seconds used so far by PostgreSQL's processes and the service's."""
+    totals = {"postgres": 0.0, "service": 0.0}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        used = (int(fields[11]) + int(fields[12])) * TICK_S
+        if "postgres" in cmdline:
+            totals["postgres"] += used
+        elif "granian" in cmdline:
+            totals["service"] += used
+    return totals
+
+
 def run_wrk(base_url: str, scenario: str, seconds: int, clients: int, **env: str) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(
             (WRK / "common.lua").read_text() + "\n" + (WRK / f"{scenario}.lua").read_text()
         )
     try:
+        before = cpu_by_component()
+        wrk_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         out = subprocess.run(
             [ensure_wrk(), "-t2", f"-c{clients}", f"-d{seconds}s", "--timeout", "30s",
              "-s", script.name, base_url],
             capture_output=True, text=True, env={**os.environ, "ACCOUNTS": str(ACCOUNTS), **env},
             timeout=seconds + 120,
         ).stdout  # fmt: skip
+        after = cpu_by_component()
+        wrk_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     finally:
         os.unlink(script.name)
     line = next(x for x in out.splitlines() if x.startswith("RESULT "))
     raw = json.loads(line[len("RESULT ") :])
     seconds_run = raw["duration_us"] / 1e6
+    done = max(raw["completed"], 1)
+    cpu_us = {k: round((after[k] - before[k]) * 1e6 / done) for k in ("postgres", "service")}
+    wrk_s = (wrk_after.ru_utime + wrk_after.ru_stime) - (wrk_before.ru_utime + wrk_before.ru_stime)
+    cpu_us["wrk"] = round(wrk_s * 1e6 / done)
     return {
+        "cpu_us_per_transfer": cpu_us,
         "per_s": round(raw["completed"] / seconds_run, 1),
         "requests_per_s": round(raw["requests"] / seconds_run, 1),
         "p50_ms": raw["p50_us"] / 1000,
@@ -205,7 +237,9 @@ def run_wrk(base_url: str, scenario: str, seconds: int, clients: int, **env: str
     }
 
 
-async def scenarios(service: Service, seconds: int, history: int) -> dict[str, Any]:
+async def scenarios(
+    service: Service, seconds: int, history: int, only: set[str] | None
+) -> dict[str, Any]:
     results: dict[str, Any] = {}
     async with httpx.AsyncClient(base_url=service.base_url, auth=("abc", "123"), timeout=300) as c:
         started = time.perf_counter()
@@ -223,15 +257,19 @@ async def scenarios(service: Service, seconds: int, history: int) -> dict[str, A
             plan.append((f"balance_at_{entries}", "balance_at", CLIENTS, env))
         plan.append(("mixed", "mixed", CLIENTS, {}))
         for name, script, clients, env in plan:
+            if only and script not in only:
+                continue
             result = run_wrk(service.base_url, script, seconds, clients, **env)
             # NOTE: pages of accounts are read one by one, so requests wrk left in
             # flight must finish first, or money moving between pages shows up.
             await asyncio.sleep(QUIESCE_S)
             result["conservation"] = await conservation(c)
             results[name] = result
+            cpu = result["cpu_us_per_transfer"]
             print(f"  {name:<18} {result['per_s']:>9.1f}/s  p50 {result['p50_ms']:7.2f} ms"
                   f"  p99 {result['p99_ms']:8.2f} ms  5xx {result['server_errors']}"
-                  f"  sums to 0: {result['conservation']['ok']}")  # fmt: skip
+                  f"  sums to 0: {result['conservation']['ok']}"
+                  f"  cpu us/transfer: service {cpu['service']} pg {cpu['postgres']} wrk {cpu['wrk']}")  # fmt: skip
     return results
 
 
@@ -263,8 +301,11 @@ def machine() -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short runs (under 2 minutes)")
+    parser.add_argument("--only", help="comma-separated scenarios (and no baselines)")
+    parser.add_argument("--seconds", type=int, help="seconds per scenario")
     args = parser.parse_args()
-    seconds = 4 if args.quick else 20
+    seconds = args.seconds or (4 if args.quick else 20)
+    only = set(args.only.split(",")) if args.only else None
     baseline_seconds = 4 if args.quick else 15
     history = 20_000 if args.quick else 100_000
     ensure_wrk()
@@ -278,20 +319,26 @@ def main() -> None:
     }
     try:
         print("pgbench baselines...")
-        report["baselines"] = baselines(backends, baseline_seconds)
+        report["baselines"] = (
+            {"tpcb": {"tps": 1}, "raw_transfer": {"tps": 1}}
+            if only
+            else baselines(backends, baseline_seconds)
+        )
         print(f"  raw SQL transfer {report['baselines']['raw_transfer']['tps']} tps,"
               f" TPC-B {report['baselines']['tpcb']['tps']} tps")  # fmt: skip
         service = Service.start(
             backends, "bench-service", WORKERS=WORKERS, EXPIRY_SWEEP_INTERVAL_S="5"
         )
         try:
-            report["scenarios"] = asyncio.run(scenarios(service, seconds, history))
+            report["scenarios"] = asyncio.run(scenarios(service, seconds, history, only))
         finally:
             service.stop()
     finally:
         backends.stop()
     print()
     print(table(report))
+    if only:
+        return  # a partial run, for tuning: no baselines, nothing written
     out = (
         ROOT
         / "bench"

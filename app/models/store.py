@@ -40,13 +40,6 @@ def json_value(value: Any) -> Any:
     return msgspec.json.decode(value) if isinstance(value, str | bytes) else value
 
 
-def _lines_json(lines: Sequence[Line]) -> str:
-    """Lines as objects, so that `lines @> '[{"account": ...}]'` finds them by index."""
-    return _encode(
-        [{"account": ln.account, "currency": ln.currency, "amount": str(ln.amount)} for ln in lines]
-    ).decode()
-
-
 def _lines(value: Any) -> tuple[Line, ...]:
     return tuple(Line(x["account"], x["currency"], Decimal(x["amount"])) for x in json_value(value))
 
@@ -151,60 +144,58 @@ SELECT locked.*, clock_timestamp() AS now FROM (
 """
 
 # One statement writes a whole group commit: heads, journal, rows, history, postings.
+# NOTE: each table's rows arrive as one JSON array of objects: encoding them is one
+# msgspec call, where binding ~45 typed arrays cost asyncpg ~30 us per transfer.
 WRITE_PLAN = """
 WITH heads AS (
     UPDATE balances b
     SET posted = v.posted, pending_in = v.pending_in, pending_out = v.pending_out,
         version = v.version, last_ts = v.last_ts
-    FROM unnest(CAST(:h_tenant AS text[]), CAST(:h_account AS text[]),
-                CAST(:h_currency AS text[]), CAST(:h_posted AS numeric[]),
-                CAST(:h_in AS numeric[]), CAST(:h_out AS numeric[]),
-                CAST(:h_version AS bigint[]), CAST(:h_last_ts AS timestamptz[]))
-         AS v(tenant, account, currency, posted, pending_in, pending_out, version, last_ts)
+    FROM json_to_recordset(CAST(:heads AS json))
+         AS v(tenant text, account text, currency text, posted numeric, pending_in numeric,
+              pending_out numeric, version bigint, last_ts timestamptz)
     WHERE b.tenant = v.tenant AND b.account = v.account AND b.currency = v.currency
 ), journal AS (
     INSERT INTO entries (tenant, account, currency, seq, transaction_id, kind, amount,
                          posted, pending_in, pending_out, timestamp)
-    SELECT * FROM unnest(CAST(:e_tenant AS text[]), CAST(:e_account AS text[]),
-                         CAST(:e_currency AS text[]), CAST(:e_seq AS bigint[]),
-                         CAST(:e_txn AS text[]), CAST(:e_kind AS text[]),
-                         CAST(:e_amount AS numeric[]), CAST(:e_posted AS numeric[]),
-                         CAST(:e_in AS numeric[]), CAST(:e_out AS numeric[]),
-                         CAST(:e_ts AS timestamptz[]))
+    SELECT v.tenant, v.account, v.currency, v.seq, v.transaction_id, v.kind, v.amount,
+           v.posted, v.pending_in, v.pending_out, v.timestamp
+    FROM json_to_recordset(CAST(:entries AS json))
+         AS v(tenant text, account text, currency text, seq bigint, transaction_id text,
+              kind text, amount numeric, posted numeric, pending_in numeric,
+              pending_out numeric, timestamp timestamptz)
 ), inserted AS (
     INSERT INTO transactions (tenant, id, status, mode, lines, data, timestamp,
                               timestamp_given, created_at, expires_at, failure, reverses,
                               reversal_id, fingerprint)
-    SELECT v.tenant, v.id, v.status, v.mode, CAST(v.lines AS jsonb), CAST(v.data AS jsonb),
-           v.timestamp, v.given, v.created_at, v.expires_at, CAST(v.failure AS jsonb),
-           v.reverses, v.reversal_id, v.fingerprint
-    FROM unnest(CAST(:i_tenant AS text[]), CAST(:i_id AS text[]), CAST(:i_status AS text[]),
-                CAST(:i_mode AS text[]), CAST(:i_lines AS text[]), CAST(:i_data AS text[]),
-                CAST(:i_timestamp AS timestamptz[]), CAST(:i_given AS boolean[]),
-                CAST(:i_created AS timestamptz[]), CAST(:i_expires AS timestamptz[]),
-                CAST(:i_failure AS text[]), CAST(:i_reverses AS text[]),
-                CAST(:i_reversal AS text[]), CAST(:i_fingerprint AS text[]))
-         AS v(tenant, id, status, mode, lines, data, timestamp, given, created_at,
-              expires_at, failure, reverses, reversal_id, fingerprint)
+    SELECT v.tenant, v.id, v.status, v.mode, v.lines, v.data, v.timestamp,
+           v.timestamp_given, v.created_at, v.expires_at, v.failure, v.reverses,
+           v.reversal_id, v.fingerprint
+    FROM json_to_recordset(CAST(:inserts AS json))
+         AS v(tenant text, id text, status text, mode text, lines jsonb, data jsonb,
+              timestamp timestamptz, timestamp_given boolean, created_at timestamptz,
+              expires_at timestamptz, failure jsonb, reverses text, reversal_id text,
+              fingerprint text)
     -- Sorted, like every lock: two batches recording the same new ids never deadlock.
     ORDER BY v.tenant, v.id
     ON CONFLICT (tenant, id) DO NOTHING
     RETURNING 1
 ), states AS (
     UPDATE transactions t
-    SET status = v.status, failure = CAST(v.failure AS jsonb), reversal_id = v.reversal_id
-    FROM unnest(CAST(:u_tenant AS text[]), CAST(:u_id AS text[]), CAST(:u_status AS text[]),
-                CAST(:u_failure AS text[]), CAST(:u_reversal AS text[]))
-         AS v(tenant, id, status, failure, reversal_id)
+    SET status = v.status, failure = v.failure, reversal_id = v.reversal_id
+    FROM json_to_recordset(CAST(:updates AS json))
+         AS v(tenant text, id text, status text, failure jsonb, reversal_id text)
     WHERE t.tenant = v.tenant AND t.id = v.id
 ), history AS (
     INSERT INTO transaction_events (tenant, transaction_id, status, at)
-    SELECT * FROM unnest(CAST(:ev_tenant AS text[]), CAST(:ev_id AS text[]),
-                         CAST(:ev_status AS text[]), CAST(:ev_at AS timestamptz[]))
+    SELECT v.tenant, v.transaction_id, v.status, v.at
+    FROM json_to_recordset(CAST(:events AS json))
+         AS v(tenant text, transaction_id text, status text, at timestamptz)
 ), listed AS (
     INSERT INTO transaction_accounts (tenant, account, timestamp, transaction_id)
-    SELECT * FROM unnest(CAST(:p_tenant AS text[]), CAST(:p_account AS text[]),
-                         CAST(:p_ts AS timestamptz[]), CAST(:p_txn AS text[]))
+    SELECT v.tenant, v.account, v.timestamp, v.transaction_id
+    FROM json_to_recordset(CAST(:postings AS json))
+         AS v(tenant text, account text, timestamp timestamptz, transaction_id text)
 )
 SELECT count(*) FROM inserted
 """
@@ -333,6 +324,16 @@ def positional(statement: str) -> tuple[str, tuple[str, ...]]:
     return _PARAMETER.sub(number, statement), tuple(names)
 
 
+async def _keep_session(_: asyncpg.Connection) -> None:
+    """Return a connection to the pool as it is.
+
+    NOTE: asyncpg's default reset sends `SELECT pg_advisory_unlock_all(); CLOSE ALL;
+    UNLISTEN *; RESET ALL` on every release: one more round trip per use, and ~40% of
+    PostgreSQL's CPU for a simple read here. The store uses no advisory locks, cursors,
+    LISTEN or SET; asyncpg still rolls back a transaction left open.
+    """
+
+
 class PostgresStore:
     """Implements the ledger's `Store` with asyncpg.
 
@@ -344,21 +345,43 @@ class PostgresStore:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._pool: asyncpg.Pool | None = None
+        self._writer: asyncpg.Pool | None = None
 
     async def open(self) -> None:
         settings = self.settings
-        self._pool = await asyncpg.create_pool(
+        # NOTE: a generic plan, chosen once per connection, can scan a whole index in
+        # keyset order for an account's page (x25 at 1M rows, seen in bench/search.py);
+        # plans made for the actual values cost ~0.1 ms.
+        self._pool = await self._create_pool(
+            settings.db_pool_size + settings.db_pool_overflow,
+            {"plan_cache_mode": "force_custom_plan"},
+        )
+        # Group commits run one at a time per process (a failed one reruns its groups
+        # one by one on the same path). Planning their statements anew for every batch
+        # cost PostgreSQL ~100 us per transfer under `uniform`, so they keep one generic
+        # plan. Every row they touch is found by its key: index lookups, never a scan,
+        # however many rows a batch names.
+        self._writer = await self._create_pool(
+            WRITER_POOL_SIZE,
+            {
+                "plan_cache_mode": "force_generic_plan",
+                "enable_hashjoin": "off",
+                "enable_mergejoin": "off",
+            },
+        )
+
+    async def _create_pool(self, size: int, plans: Mapping[str, str]) -> asyncpg.Pool:
+        settings = self.settings
+        return await asyncpg.create_pool(
             settings.database_url,
             min_size=1,
-            max_size=settings.db_pool_size + settings.db_pool_overflow,
+            max_size=size,
             record_class=Row,
+            reset=_keep_session,
             server_settings={
                 "statement_timeout": str(settings.db_statement_timeout_ms),
                 "application_name": "twofold",
-                # NOTE: a generic plan, chosen once per connection, can scan a whole
-                # index in keyset order for an account's page (x25 at 1M rows, seen
-                # in bench/search.py); plans made for the actual values cost ~0.1 ms.
-                "plan_cache_mode": "force_custom_plan",
+                **plans,
             },
         )
 
@@ -369,13 +392,16 @@ class PostgresStore:
         return self._pool
 
     def connections_in_use(self) -> int:
-        if self._pool is None:
-            return 0
-        return int(self._pool.get_size() - self._pool.get_idle_size())
+        return sum(
+            int(pool.get_size() - pool.get_idle_size())
+            for pool in (self._pool, self._writer)
+            if pool is not None
+        )
 
     async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
+        for pool in (self._pool, self._writer):
+            if pool is not None:
+                await pool.close()
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:
@@ -386,10 +412,12 @@ class PostgresStore:
 
     @asynccontextmanager
     async def _begin(self) -> AsyncIterator[Connection]:
-        """A connection inside one database transaction, committed on exit."""
+        """A writer connection inside one database transaction, committed on exit."""
+        if self._writer is None:
+            raise Unavailable("the database pool is not open")
         with _translated_errors():
             async with (
-                self.pool.acquire(timeout=self.settings.db_acquire_timeout_s) as raw,
+                self._writer.acquire(timeout=self.settings.db_acquire_timeout_s) as raw,
                 raw.transaction(),
             ):
                 yield Connection(raw)
@@ -624,67 +652,52 @@ class PostgresStore:
 
 
 BATCH_ATTEMPTS = 3
+WRITER_POOL_SIZE = 2
 
 
 class _ConcurrentInsert(Exception):
     """A new document's id was recorded by another process during the batch."""
 
 
-def _json_text(value: Any) -> str | None:
-    return None if value is None else _encode(value).decode()
+def _json_rows(rows: list[Any]) -> str:
+    return _encode(rows).decode()
 
 
-def _plan_params(plan: Plan) -> dict[str, Any]:
-    heads = list(plan.heads.items())
-    inserts = list(plan.inserts.items())
-    updates = list(plan.updates.items())
+def _plan_params(plan: Plan) -> dict[str, str]:
+    """The rows of a plan, one JSON text per table (see WRITE_PLAN)."""
+    heads = [
+        {"tenant": key[0], "account": h.account, "currency": h.currency, "posted": h.posted,
+         "pending_in": h.pending_in, "pending_out": h.pending_out, "version": h.version,
+         "last_ts": h.last_ts}
+        for key, h in plan.heads.items()
+    ]  # fmt: skip
+    entries = [
+        {"tenant": r.tenant, "account": r.entry.account, "currency": r.entry.currency,
+         "seq": r.entry.seq, "transaction_id": r.transaction_id, "kind": r.entry.kind,
+         "amount": r.entry.amount, "posted": r.entry.posted, "pending_in": r.entry.pending_in,
+         "pending_out": r.entry.pending_out, "timestamp": r.timestamp}
+        for r in plan.entries
+    ]  # fmt: skip
+    inserts = [
+        {"tenant": key[0], "id": t.id, "status": t.status, "mode": t.mode, "lines": t.lines,
+         "data": t.data, "timestamp": t.timestamp, "timestamp_given": t.timestamp_given,
+         "created_at": t.created_at, "expires_at": t.expires_at, "failure": t.failure,
+         "reverses": t.reverses, "reversal_id": t.reversal_id, "fingerprint": t.fingerprint}
+        for key, t in plan.inserts.items()
+    ]  # fmt: skip
+    updates = [
+        {"tenant": key[0], "id": t.id, "status": t.status, "failure": t.failure,
+         "reversal_id": t.reversal_id}
+        for key, t in plan.updates.items()
+    ]  # fmt: skip
+    # Event and Posting are flat dataclasses whose field names are the columns.
     return {
-        "h_tenant": [k[0] for k, _ in heads],
-        "h_account": [h.account for _, h in heads],
-        "h_currency": [h.currency for _, h in heads],
-        "h_posted": [h.posted for _, h in heads],
-        "h_in": [h.pending_in for _, h in heads],
-        "h_out": [h.pending_out for _, h in heads],
-        "h_version": [h.version for _, h in heads],
-        "h_last_ts": [h.last_ts for _, h in heads],
-        "e_tenant": [r.tenant for r in plan.entries],
-        "e_account": [r.entry.account for r in plan.entries],
-        "e_currency": [r.entry.currency for r in plan.entries],
-        "e_seq": [r.entry.seq for r in plan.entries],
-        "e_txn": [r.transaction_id for r in plan.entries],
-        "e_kind": [r.entry.kind for r in plan.entries],
-        "e_amount": [r.entry.amount for r in plan.entries],
-        "e_posted": [r.entry.posted for r in plan.entries],
-        "e_in": [r.entry.pending_in for r in plan.entries],
-        "e_out": [r.entry.pending_out for r in plan.entries],
-        "e_ts": [r.timestamp for r in plan.entries],
-        "i_tenant": [k[0] for k, _ in inserts],
-        "i_id": [t.id for _, t in inserts],
-        "i_status": [t.status.value for _, t in inserts],
-        "i_mode": [t.mode.value for _, t in inserts],
-        "i_lines": [_lines_json(t.lines) for _, t in inserts],
-        "i_data": [_encode(t.data).decode() for _, t in inserts],
-        "i_timestamp": [t.timestamp for _, t in inserts],
-        "i_given": [t.timestamp_given for _, t in inserts],
-        "i_created": [t.created_at for _, t in inserts],
-        "i_expires": [t.expires_at for _, t in inserts],
-        "i_failure": [_json_text(t.failure) for _, t in inserts],
-        "i_reverses": [t.reverses for _, t in inserts],
-        "i_reversal": [t.reversal_id for _, t in inserts],
-        "i_fingerprint": [t.fingerprint for _, t in inserts],
-        "u_tenant": [k[0] for k, _ in updates],
-        "u_id": [t.id for _, t in updates],
-        "u_status": [t.status.value for _, t in updates],
-        "u_failure": [_json_text(t.failure) for _, t in updates],
-        "u_reversal": [t.reversal_id for _, t in updates],
-        "ev_tenant": [e.tenant for e in plan.events],
-        "ev_id": [e.transaction_id for e in plan.events],
-        "ev_status": [e.status.value for e in plan.events],
-        "ev_at": [e.at for e in plan.events],
-        "p_tenant": [p.tenant for p in plan.postings],
-        "p_account": [p.account for p in plan.postings],
-        "p_ts": [p.timestamp for p in plan.postings],
-        "p_txn": [p.transaction_id for p in plan.postings],
+        "heads": _json_rows(heads),
+        "entries": _json_rows(entries),
+        "inserts": _json_rows(inserts),
+        "updates": _json_rows(updates),
+        "events": _json_rows(plan.events),
+        "postings": _json_rows(plan.postings),
     }
 
 
