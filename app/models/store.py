@@ -360,11 +360,13 @@ class PostgresStore:
         # one by one on the same path). Planning their statements anew for every batch
         # cost PostgreSQL ~100 us per transfer under `uniform`, so they keep one generic
         # plan. Every row they touch is found by its key: index lookups, never a scan,
-        # however many rows a batch names.
+        # however many rows a batch names, and even if the plan was made while the
+        # tables were nearly empty.
         self._writer = await self._create_pool(
             WRITER_POOL_SIZE,
             {
                 "plan_cache_mode": "force_generic_plan",
+                "enable_seqscan": "off",
                 "enable_hashjoin": "off",
                 "enable_mergejoin": "off",
             },
