@@ -269,7 +269,8 @@ async def scenarios(
             print(f"  {name:<18} {result['per_s']:>9.1f}/s  p50 {result['p50_ms']:7.2f} ms"
                   f"  p99 {result['p99_ms']:8.2f} ms  5xx {result['server_errors']}"
                   f"  sums to 0: {result['conservation']['ok']}"
-                  f"  cpu us/transfer: service {cpu['service']} pg {cpu['postgres']} wrk {cpu['wrk']}")  # fmt: skip
+                  f"  CPU us each: service {cpu['service']} pg {cpu['postgres']}"
+                  f" wrk {cpu['wrk']}")  # fmt: skip
     return results
 
 

@@ -46,9 +46,21 @@ async def test_generated_id_is_uuid7(api: httpx.AsyncClient) -> None:
 
 
 async def test_get_missing_account_is_404(api: httpx.AsyncClient, uid) -> None:
-    response = await api.get(f"/v1/accounts/{uid('nobody')}")
-    assert response.status_code == 404
-    assert response.json()["code"] == "not_found"
+    nobody = uid("nobody")
+    for path in ("", "/balances", "/balances?at=2026-01-01T00:00:00Z", "/entries"):
+        response = await api.get(f"/v1/accounts/{nobody}{path}")
+        assert response.status_code == 404, path
+        assert response.json()["code"] == "not_found"
+        assert response.json()["detail"] == f"no account {nobody}"
+
+
+async def test_account_without_entries_has_no_balances(api: httpx.AsyncClient, uid) -> None:
+    account = uid("empty")
+    assert (await api.post("/v1/accounts", json={"id": account})).status_code == 201
+    assert (await api.get(f"/v1/accounts/{account}")).json()["balances"] == {}
+    balances = await api.get(f"/v1/accounts/{account}/balances")
+    assert balances.status_code == 200
+    assert balances.json()["balances"] == {}
 
 
 async def test_auto_created_on_first_use_with_default_rule(
@@ -109,6 +121,7 @@ async def test_other_tenant_sees_404(
     await fund(account, "1")
     assert (await other_api.get(f"/v1/accounts/{account}")).status_code == 404
     assert (await other_api.get(f"/v1/accounts/{account}/entries")).status_code == 404
+    assert (await other_api.get(f"/v1/accounts/{account}/balances")).status_code == 404
     # The same id in the other tenant is a different account.
     created = await other_api.post("/v1/accounts", json={"id": account, "balance_rule": "any"})
     assert created.status_code == 201

@@ -101,19 +101,21 @@ class AccountController(Controller):
         """An account; `/balances` as they stood at `at`; `/entries`, its journal."""
         tenant = tenant_of(request)
         account_id, suffix = split_rest(request, PREFIX, ("balances", "entries"))
-        account = await ledger.account(tenant, account_id)
         if currency is not None:
             check_currency(currency, "currency")
         if suffix == "balances":
             instant = utc_now() if at is None else parse_instant(at, "at")
-            rows = await store.balances_at(tenant, account.id, instant, currency)
+            rows = await store.balances_at(tenant, account_id, instant, currency)
+            if rows is None:
+                raise NotFound(f"no account {account_id}")
             return BalancesAtOut(
-                account=account.id,
+                account=account_id,
                 at=instant,
                 balances={
                     r.currency: balance_out(r.posted, r.pending_in, r.pending_out) for r in rows
                 },
             )
+        account = await ledger.account(tenant, account_id)
         if suffix == "entries":
             page, cursor = await store.entries(
                 tenant, account.id, currency, page_limit(limit), after

@@ -563,20 +563,24 @@ class PostgresStore:
         return account, row is not None
 
     async def account(self, tenant: str, account_id: str) -> Account | None:
+        """The account with its used balances: one statement, one row per currency."""
         async with self.connection() as connection:
-            row = (
+            rows = list(
                 await connection.execute(
                     (
-                        "SELECT id, balance_rule, data, created_at FROM accounts "
-                        "WHERE tenant = :tenant AND id = :id"
+                        "SELECT a.id, a.balance_rule, a.data, a.created_at, b.account,"
+                        " b.currency, b.posted, b.pending_in, b.pending_out, b.version,"
+                        " b.last_ts FROM accounts a LEFT JOIN balances b"
+                        "   ON b.tenant = a.tenant AND b.account = a.id AND b.version > 0"
+                        " WHERE a.tenant = :tenant AND a.id = :id ORDER BY b.currency"
                     ),
                     {"tenant": tenant, "id": account_id},
                 )
-            ).first()
-            if row is None:
-                return None
-            heads = await account_heads(connection, tenant, [account_id])
-            return account_from_row(row, heads.get(account_id, []))
+            )
+        if not rows:
+            return None
+        heads = [head_from_row(r) for r in rows if r["currency"] is not None]
+        return account_from_row(rows[0], heads)
 
     async def replace_account_data(
         self, tenant: str, account_id: str, data: Mapping[str, Any]
@@ -593,24 +597,35 @@ class PostgresStore:
 
     async def balances_at(
         self, tenant: str, account_id: str, at: datetime, currency: str | None
-    ) -> list[BalanceRow]:
-        """The last entry at or before `at`, per currency: one index probe each."""
+    ) -> list[BalanceRow] | None:
+        """The last entry at or before `at`, per currency: one index probe each; None
+        when there is no such account."""
         async with self.connection() as connection:
             rows = await connection.execute(
                 (
-                    "SELECT b.currency, e.posted, e.pending_in, e.pending_out"
-                    " FROM balances b CROSS JOIN LATERAL ("
-                    "   SELECT posted, pending_in, pending_out FROM entries e"
-                    "   WHERE e.tenant = b.tenant AND e.account = b.account"
-                    "     AND e.currency = b.currency AND e.timestamp <= :at"
-                    "   ORDER BY e.timestamp DESC, e.seq DESC LIMIT 1) e"
-                    " WHERE b.tenant = :tenant AND b.account = :id"
-                    "   AND (CAST(:currency AS text) IS NULL OR b.currency = :currency)"
-                    " ORDER BY b.currency"
+                    "SELECT x.currency, x.posted, x.pending_in, x.pending_out"
+                    " FROM accounts a LEFT JOIN LATERAL ("
+                    "   SELECT b.currency, e.posted, e.pending_in, e.pending_out"
+                    "   FROM balances b CROSS JOIN LATERAL ("
+                    "     SELECT posted, pending_in, pending_out FROM entries e"
+                    "     WHERE e.tenant = b.tenant AND e.account = b.account"
+                    "       AND e.currency = b.currency AND e.timestamp <= :at"
+                    "     ORDER BY e.timestamp DESC, e.seq DESC LIMIT 1) e"
+                    "   WHERE b.tenant = a.tenant AND b.account = a.id"
+                    "     AND (CAST(:currency AS text) IS NULL OR b.currency = :currency)"
+                    " ) x ON true"
+                    " WHERE a.tenant = :tenant AND a.id = :id ORDER BY x.currency"
                 ),
                 {"tenant": tenant, "id": account_id, "at": at, "currency": currency},
             )
-            return [BalanceRow(r.currency, r.posted, r.pending_in, r.pending_out) for r in rows]
+            found = list(rows)
+        if not found:
+            return None
+        return [
+            BalanceRow(r.currency, r.posted, r.pending_in, r.pending_out)
+            for r in found
+            if r.currency is not None
+        ]
 
     async def entries(
         self,
