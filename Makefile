@@ -38,6 +38,9 @@ bench: install ## Throughput against pgbench baselines, every scenario (about 5 
 bench-quick: install ## The same in under 2 minutes
 	$(BIN)/python bench/harness.py --quick
 
+bench-flush: install ## The group commit alone, no HTTP: CPU per transfer of Python and PostgreSQL
+	$(BIN)/python bench/flush.py
+
 bench-search: install ## Search latency at 10k, 100k and 1M transactions (BENCH_DATABASE_URL to point elsewhere)
 	$(BIN)/python bench/search.py
 
@@ -53,4 +56,4 @@ format: install ## Format and fix what ruff can
 clean: ## Remove .venv and the embedded servers' data
 	rm -rf $(VENV) .data
 
-.PHONY: help install run migrate test test-unit test-integration bench bench-quick bench-search lint format clean
+.PHONY: help install run migrate test test-unit test-integration bench bench-quick bench-flush bench-search lint format clean

@@ -1,0 +1,117 @@
+"""`make bench-flush`: the group commit alone, without HTTP.
+
+Calls the store's `run_batch` directly with batches of uniform immediate transfers
+between 10,000 funded accounts, one batch at a time, and prints the CPU each transfer
+costs this process (validation excluded: drafts are made before the clock starts) and
+PostgreSQL (every backend of the store, read from /proc), with the wall time per batch.
+Embedded PostgreSQL unless FLUSH_DATABASE_URL is set.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import msgspec
+import uvloop
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from app.controllers.schemas import TransactionIn, utc_now  # noqa: E402
+from app.ledger.batch import Group, Job, JobKind  # noqa: E402
+from app.ledger.documents import WORLD, Mode  # noqa: E402
+from app.models.store import PostgresStore  # noqa: E402
+from app.settings import Settings  # noqa: E402
+from integration_tests.server import Backends  # noqa: E402
+
+ACCOUNTS = 10_000
+TENANT = "test"
+SIZES = ((16, 300), (64, 100), (256, 30))  # transfers per batch, batches
+
+
+def transfer(lines: list[dict[str, str]]) -> Group:
+    body = msgspec.convert({"lines": lines}, TransactionIn)
+    draft = body.draft(Mode.IMMEDIATE, utc_now())
+    return Group((Job(JobKind.CREATE, TENANT, draft.id, draft),))
+
+
+def random_transfer() -> Group:
+    a, b = random.sample(range(ACCOUNTS), 2)
+    return transfer(
+        [
+            {"account": f"a{a}", "currency": "USD", "amount": "-1"},
+            {"account": f"a{b}", "currency": "USD", "amount": "1"},
+        ]
+    )
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+async def measure(store: PostgresStore) -> None:
+    await store.ensure_accounts([TENANT])
+    for low in range(0, ACCOUNTS, 256):
+        await store.run_batch(
+            [
+                transfer(
+                    [
+                        {"account": WORLD, "currency": "USD", "amount": "-1000000"},
+                        {"account": f"a{i}", "currency": "USD", "amount": "1000000"},
+                    ]
+                )
+                for i in range(low, min(low + 256, ACCOUNTS))
+            ]
+        )
+    async with store.connection() as connection:
+        await connection.execute("ANALYZE")
+    for size, count in SIZES:
+        for _ in range(10):  # warm up: plans and connections
+            await store.run_batch([random_transfer() for _ in range(size)])
+        async with store.connection() as connection:
+            rows = await connection.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = 'twofold'"
+            )
+            pids = [row.pid for row in rows]
+        batches = [[random_transfer() for _ in range(size)] for _ in range(count)]
+        pg, client, wall = cpu_seconds(pids), time.process_time(), time.perf_counter()
+        for batch in batches:
+            await store.run_batch(batch)
+        pg, client = cpu_seconds(pids) - pg, time.process_time() - client
+        wall = time.perf_counter() - wall
+        done = size * count
+        print(
+            f"{size:>4} a batch: this process {client / done * 1e6:6.0f} us,"
+            f" PostgreSQL {pg / done * 1e6:6.0f} us per transfer;"
+            f" {wall / count * 1e3:6.2f} ms a batch"
+        )
+
+
+async def main(database_url: str) -> None:
+    os.environ["DATABASE_URL"] = database_url
+    os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")  # not used here
+    store = PostgresStore(Settings.from_env())
+    await store.open()
+    try:
+        await measure(store)
+    finally:
+        await store.close()
+
+
+if __name__ == "__main__":
+    backends = Backends.start("flush")
+    try:
+        uvloop.run(main(backends.database_url))
+    finally:
+        backends.stop()
