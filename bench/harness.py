@@ -181,8 +181,10 @@ TICK_S = 1 / os.sysconf("SC_CLK_TCK")
 
 
 def cpu_by_component() -> dict[str, float]:
-    """CPU seconds used so far by PostgreSQL's processes and the service's."""
-    totals = {"postgres": 0.0, "service": 0.0}
+    """CPU seconds used so far by the service's processes and PostgreSQL's: its backends
+    (the connections) apart from its own background processes (WAL writer,
+    checkpointer, autovacuum...)."""
+    totals = {"service": 0.0, "postgres": 0.0, "pg_backends": 0.0}
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
@@ -194,6 +196,8 @@ def cpu_by_component() -> dict[str, float]:
         used = (int(fields[11]) + int(fields[12])) * TICK_S
         if "postgres" in cmdline:
             totals["postgres"] += used
+            if cmdline.startswith("postgres: ") and ("[local]" in cmdline or "(" in cmdline):
+                totals["pg_backends"] += used
         elif "granian" in cmdline:
             totals["service"] += used
     return totals
@@ -221,7 +225,7 @@ def run_wrk(base_url: str, scenario: str, seconds: int, clients: int, **env: str
     raw = json.loads(line[len("RESULT ") :])
     seconds_run = raw["duration_us"] / 1e6
     done = max(raw["completed"], 1)
-    cpu_us = {k: round((after[k] - before[k]) * 1e6 / done) for k in ("postgres", "service")}
+    cpu_us = {k: round((after[k] - before[k]) * 1e6 / done) for k in after}
     wrk_s = (wrk_after.ru_utime + wrk_after.ru_stime) - (wrk_before.ru_utime + wrk_before.ru_stime)
     cpu_us["wrk"] = round(wrk_s * 1e6 / done)
     return {
@@ -237,13 +241,26 @@ def run_wrk(base_url: str, scenario: str, seconds: int, clients: int, **env: str
     }
 
 
+async def batch_counts(client: httpx.AsyncClient) -> tuple[float, float]:
+    """Documents and group commits so far, summed over the workers (from /metrics)."""
+    text = (await client.get("/metrics")).text
+    values = dict(
+        line.split(" ", 1) for line in text.splitlines()
+        if line.startswith(("twofold_batch_jobs_sum ", "twofold_batch_jobs_count "))
+    )  # fmt: skip
+    return float(values["twofold_batch_jobs_sum"]), float(values["twofold_batch_jobs_count"])
+
+
 async def scenarios(
-    service: Service, seconds: int, history: int, only: set[str] | None
+    service: Service, database_url: str, seconds: int, history: int, only: set[str] | None
 ) -> dict[str, Any]:
     results: dict[str, Any] = {}
     async with httpx.AsyncClient(base_url=service.base_url, auth=("abc", "123"), timeout=300) as c:
         started = time.perf_counter()
         spans = await load(c, history)
+        # NOTE: like `pgbench -i`, which vacuums the tables it loaded: the first writes
+        # after a bulk load otherwise also pay for setting hint bits on every loaded page.
+        await admin(database_url, "VACUUM ANALYZE")
         print(f"loaded accounts and histories in {time.perf_counter() - started:.1f} s")
         plan: list[tuple[str, str, int, dict[str, str]]] = [
             ("uniform", "uniform", CLIENTS, {}),
@@ -259,7 +276,11 @@ async def scenarios(
         for name, script, clients, env in plan:
             if only and script not in only:
                 continue
+            flushed = await batch_counts(c)
             result = run_wrk(service.base_url, script, seconds, clients, **env)
+            jobs, flushes = (after - before for after, before in
+                             zip(await batch_counts(c), flushed, strict=True))  # fmt: skip
+            result["documents_per_group_commit"] = round(jobs / flushes, 1) if flushes else None
             # NOTE: pages of accounts are read one by one, so requests wrk left in
             # flight must finish first, or money moving between pages shows up.
             await asyncio.sleep(QUIESCE_S)
@@ -270,6 +291,8 @@ async def scenarios(
                   f"  p99 {result['p99_ms']:8.2f} ms  5xx {result['server_errors']}"
                   f"  sums to 0: {result['conservation']['ok']}"
                   f"  CPU us each: service {cpu['service']} pg {cpu['postgres']}"
+                  f" (backends {cpu['pg_backends']})"
+                  f"  {result['documents_per_group_commit']} a group commit"
                   f" wrk {cpu['wrk']}")  # fmt: skip
     return results
 
@@ -331,7 +354,9 @@ def main() -> None:
             backends, "bench-service", WORKERS=WORKERS, EXPIRY_SWEEP_INTERVAL_S="5"
         )
         try:
-            report["scenarios"] = asyncio.run(scenarios(service, seconds, history, only))
+            report["scenarios"] = asyncio.run(
+                scenarios(service, backends.database_url, seconds, history, only)
+            )
         finally:
             service.stop()
     finally:
