@@ -202,7 +202,9 @@ def precheck(
             if keys and keys <= heads.keys():
                 assert job.draft is not None
                 view = {(k[1], k[2]): heads[k] for k in keys}
-                job = replace(job, failure=unlocked_failure(job.draft, view))
+                problem = unlocked_failure(job.draft, view)
+                if problem is not None:
+                    job = replace(job, failure=problem)
             jobs.append(job)
         checked.append(Group(tuple(jobs), group.atomic))
     return checked
@@ -378,14 +380,12 @@ class _Batch:
                 for ln in lines}  # fmt: skip
         stamps = [h.last_ts for h in view.values() if h.last_ts is not None]
         at = timestamp or max([self.now, *stamps])
-        outcome = apply_lines(view, lines, effect)
+        outcome = apply_lines(view, lines, effect, at)
         if outcome.failure is not None:
             return outcome.failure, at
-        for (account, currency), h in outcome.heads.items():
+        for (account, currency), head in outcome.heads.items():
             key = (tenant, account, currency)
-            stamped = Head(account, currency, h.rule, h.posted, h.pending_in, h.pending_out,
-                           h.version, at)  # fmt: skip
-            self.heads[key] = self.plan.heads[key] = stamped
+            self.heads[key] = self.plan.heads[key] = head
         self.plan.entries += [JournalRow(tenant, transaction_id, e, at) for e in outcome.entries]
         return None, at
 

@@ -70,21 +70,26 @@ class Entry:
     pending_out: Decimal
 
 
-def apply_line(head: Head, amount: Decimal, effect: Effect) -> Head:
-    """The head after one line's effect (pure arithmetic, no rule check)."""
-    incoming = amount if amount > 0 else ZERO
-    outgoing = EXACT.minus(amount) if amount < 0 else ZERO
-    add, sub = EXACT.add, EXACT.subtract
+def apply_line(
+    head: Head, amount: Decimal, effect: Effect, last_ts: datetime | None = None
+) -> Head:
+    """The head after one line's effect (pure arithmetic, no rule check), stamped with
+    `last_ts` when given. A positive amount comes in, a negative one goes out."""
     posted, pending_in, pending_out = head.posted, head.pending_in, head.pending_out
-    if effect is Effect.HOLD:
-        pending_in, pending_out = add(pending_in, incoming), add(pending_out, outgoing)
-    elif effect is Effect.RELEASE:
-        pending_in, pending_out = sub(pending_in, incoming), sub(pending_out, outgoing)
-    elif effect is Effect.SETTLE:
-        posted = add(posted, amount)
-        pending_in, pending_out = sub(pending_in, incoming), sub(pending_out, outgoing)
-    else:
-        posted = add(posted, amount)
+    if effect is Effect.POST:
+        posted = EXACT.add(posted, amount)
+    elif effect is Effect.HOLD:
+        if amount > 0:
+            pending_in = EXACT.add(pending_in, amount)
+        else:
+            pending_out = EXACT.subtract(pending_out, amount)
+    else:  # RELEASE, or SETTLE: the hold goes away, and SETTLE posts it
+        if amount > 0:
+            pending_in = EXACT.subtract(pending_in, amount)
+        else:
+            pending_out = EXACT.add(pending_out, amount)
+        if effect is Effect.SETTLE:
+            posted = EXACT.add(posted, amount)
     # NOTE: a direct constructor; dataclasses.replace costs several times more per line.
     return Head(
         head.account,
@@ -94,7 +99,7 @@ def apply_line(head: Head, amount: Decimal, effect: Effect) -> Head:
         pending_in,
         pending_out,
         head.version + 1,
-        head.last_ts,
+        head.last_ts if last_ts is None else last_ts,
     )
 
 
@@ -165,25 +170,32 @@ class Outcome:
 
 
 def apply_lines(
-    heads: Mapping[tuple[str, str], Head], lines: Iterable[Line], effect: Effect
+    heads: Mapping[tuple[str, str], Head],
+    lines: Iterable[Line],
+    effect: Effect,
+    last_ts: datetime | None = None,
 ) -> Outcome:
-    """Apply lines in order, checking the rule after each; stop at the first breach."""
+    """Apply lines in order, checking the rule after each; stop at the first breach.
+    The heads changed are stamped with `last_ts` when given."""
     current = dict(heads)
     entries: list[Entry] = []
+    checked = effect is Effect.HOLD or effect is Effect.POST
+    kind = effect.entry_kind
     for line in lines:
-        before = current[(line.account, line.currency)]
-        after = apply_line(before, line.amount, effect)
-        if effect in (Effect.HOLD, Effect.POST):
+        key = (line.account, line.currency)
+        before = current[key]
+        after = apply_line(before, line.amount, effect, last_ts)
+        if checked:
             problem = breach(before, after)
             if problem is not None:
                 return Outcome(heads, (), problem)
-        current[after.key] = after
+        current[key] = after
         entries.append(
             Entry(
                 after.account,
                 after.currency,
                 after.version,
-                effect.entry_kind,
+                kind,
                 line.amount,
                 after.posted,
                 after.pending_in,

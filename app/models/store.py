@@ -44,12 +44,13 @@ def _lines(value: Any) -> tuple[Line, ...]:
     return tuple(Line(x["account"], x["currency"], Decimal(x["amount"])) for x in json_value(value))
 
 
-def _split_heads(keys: Sequence[HeadKey]) -> dict[str, list[str]]:
-    return {
-        "tenants": [k[0] for k in keys],
-        "accounts": [k[1] for k in keys],
-        "currencies": [k[2] for k in keys],
-    }
+def _keys(keys: Sequence[tuple[str, ...]]) -> str:
+    """Row keys as one JSON array of arrays, for `json_array_elements` (see KEYS_*).
+
+    NOTE: asyncpg checks every element of a text[] parameter against two abstract base
+    classes; one JSON text is a single string to bind.
+    """
+    return _encode(keys).decode()
 
 
 def _head_key(row: Any) -> HeadKey:
@@ -87,18 +88,25 @@ TRANSACTION_COLUMNS = ", ".join(TRANSACTION_FIELDS)
 # name (sorted; rows that exist are left alone, no lock, no WAL), and read the committed
 # heads. A row this statement created reads as zero; an account another request created
 # after this statement's snapshot reads with no rule (unknown: not checked unlocked).
-ENSURE_AND_READ_HEADS = """
+# `[[tenant, id], ...]` and `[[tenant, account, currency], ...]` as rows (see `_keys`).
+ACCOUNT_KEYS = """(SELECT k ->> 0 AS tenant, k ->> 1 AS id
+    FROM json_array_elements(CAST(:accounts AS json)) AS k)"""
+HEAD_KEYS = """(SELECT k ->> 0 AS tenant, k ->> 1 AS account, k ->> 2 AS currency
+    FROM json_array_elements(CAST(:heads AS json)) AS k)"""
+TRANSACTION_KEYS = """(SELECT k ->> 0 AS tenant, k ->> 1 AS id
+    FROM json_array_elements(CAST(:transactions AS json)) AS k)"""
+
+ENSURE_AND_READ_HEADS = f"""
 WITH new_accounts AS (
     INSERT INTO accounts (tenant, id, balance_rule)
     SELECT a.tenant, a.id, CASE WHEN a.id = :world THEN 'any' ELSE 'non_negative' END
-    FROM unnest(CAST(:a_tenants AS text[]), CAST(:a_ids AS text[])) AS a(tenant, id)
+    FROM {ACCOUNT_KEYS} AS a
     ORDER BY a.tenant, a.id
     ON CONFLICT DO NOTHING
     RETURNING tenant, id, balance_rule
 ), new_balances AS (
     INSERT INTO balances (tenant, account, currency)
-    SELECT * FROM unnest(CAST(:tenants AS text[]), CAST(:accounts AS text[]),
-                         CAST(:currencies AS text[])) AS k(tenant, account, currency)
+    SELECT k.tenant, k.account, k.currency FROM {HEAD_KEYS} AS k
     ORDER BY k.tenant, k.account, k.currency
     ON CONFLICT DO NOTHING
 )
@@ -107,8 +115,7 @@ SELECT k.tenant, k.account, k.currency,
        coalesce(b.posted, 0) AS posted, coalesce(b.pending_in, 0) AS pending_in,
        coalesce(b.pending_out, 0) AS pending_out, coalesce(b.version, 0) AS version,
        b.last_ts
-FROM unnest(CAST(:tenants AS text[]), CAST(:accounts AS text[]), CAST(:currencies AS text[]))
-     AS k(tenant, account, currency)
+FROM {HEAD_KEYS} AS k
 LEFT JOIN accounts a ON a.tenant = k.tenant AND a.id = k.account
 LEFT JOIN new_accounts n ON n.tenant = k.tenant AND n.id = k.account
 LEFT JOIN balances b
@@ -122,22 +129,21 @@ EVENTS = """(
 
 LOCK_TRANSACTIONS = f"""
 SELECT tenant, {TRANSACTION_COLUMNS}, {EVENTS} FROM transactions t
-WHERE (tenant, id) IN (SELECT * FROM unnest(CAST(:tenants AS text[]), CAST(:ids AS text[])))
+WHERE (tenant, id) IN (SELECT k.tenant, k.id FROM {TRANSACTION_KEYS} AS k)
 ORDER BY tenant, id
 FOR UPDATE
 """
 
 # Lock the heads in sorted key order. Each row's clock is read right after its lock, so
 # the latest of them is an instant after every lock is held.
-LOCK_HEADS = """
+LOCK_HEADS = f"""
 SELECT locked.*, clock_timestamp() AS now FROM (
     SELECT b.tenant, b.account, b.currency, a.balance_rule, b.posted, b.pending_in,
            b.pending_out, b.version, b.last_ts
     FROM balances b
     JOIN accounts a ON a.tenant = b.tenant AND a.id = b.account
     WHERE (b.tenant, b.account, b.currency) IN (
-        SELECT * FROM unnest(CAST(:tenants AS text[]), CAST(:accounts AS text[]),
-                             CAST(:currencies AS text[])))
+        SELECT k.tenant, k.account, k.currency FROM {HEAD_KEYS} AS k)
     ORDER BY b.tenant, b.account, b.currency
     FOR UPDATE OF b
 ) locked
@@ -359,17 +365,12 @@ class PostgresStore:
         # Group commits run one at a time per process (a failed one reruns its groups
         # one by one on the same path). Planning their statements anew for every batch
         # cost PostgreSQL ~100 us per transfer under `uniform`, so they keep one generic
-        # plan. Every row they touch is found by its key: index lookups, never a scan,
-        # however many rows a batch names, and even if the plan was made while the
-        # tables were nearly empty.
+        # plan. Every row they touch is found by its key: with sequential scans off, a
+        # table is only ever probed by index, however many rows a batch names and even
+        # if the plan was made while the tables were nearly empty. (Hash joins stay:
+        # they join a batch's own rows, such as new accounts to their keys.)
         self._writer = await self._create_pool(
-            WRITER_POOL_SIZE,
-            {
-                "plan_cache_mode": "force_generic_plan",
-                "enable_seqscan": "off",
-                "enable_hashjoin": "off",
-                "enable_mergejoin": "off",
-            },
+            WRITER_POOL_SIZE, {"plan_cache_mode": "force_generic_plan", "enable_seqscan": "off"}
         )
 
     async def _create_pool(self, size: int, plans: Mapping[str, str]) -> asyncpg.Pool:
@@ -461,10 +462,7 @@ class PostgresStore:
         # 1. Lock the transaction rows: concurrent flips of one transaction queue here,
         #    and a new document's id is found taken if a row exists.
         txn_keys = lock_keys(groups)
-        found = await connection.execute(
-            (LOCK_TRANSACTIONS),
-            {"tenants": [k[0] for k in txn_keys], "ids": [k[1] for k in txn_keys]},
-        )
+        found = await connection.execute(LOCK_TRANSACTIONS, {"transactions": _keys(txn_keys)})
         rows = {(r["tenant"], r["id"]): transaction_from_row(r, r["events"]) for r in found}
         # 2. Record and check, unlocked: make the rows new documents name, read the
         #    committed heads; a new document that cannot fit them fails without a
@@ -474,12 +472,7 @@ class PostgresStore:
             accounts = sorted({(k[0], k[1]) for k in fresh})
             read = await connection.execute(
                 ENSURE_AND_READ_HEADS,
-                {
-                    "world": WORLD,
-                    "a_tenants": [a[0] for a in accounts],
-                    "a_ids": [a[1] for a in accounts],
-                    **_split_heads(fresh),
-                },
+                {"world": WORLD, "accounts": _keys(accounts), "heads": _keys(fresh)},
             )
             known = {_head_key(r): head_from_row(r) for r in read if r["balance_rule"]}
             groups = precheck(groups, rows, known)
@@ -489,7 +482,7 @@ class PostgresStore:
         heads: dict[HeadKey, Head] = {}
         now = None
         if keys:
-            locked = list(await connection.execute(LOCK_HEADS, _split_heads(keys)))
+            locked = list(await connection.execute(LOCK_HEADS, {"heads": _keys(keys)}))
             heads = {_head_key(r): head_from_row(r) for r in locked}
             now = max(r["now"] for r in locked)
         if now is None:
