@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -43,6 +44,21 @@ async def sweep(ledger: Ledger, store: PostgresStore, settings: Settings) -> Non
             log.exception("the expiry sweep failed; it runs again")
 
 
+# NOTE: a request allocates a few hundred tracked objects; at CPython's default of 700 a
+# young collection ran every few requests, and every tenth of those walked the older
+# generation too. Measured in-process: ~150 -> ~130 us of CPU per transfer request.
+GC_YOUNG_THRESHOLD = 20_000
+
+
+def tune_gc() -> None:
+    """Collect less often, and never walk what startup built (it lives as long as the
+    process)."""
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
+
+
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings.from_env()
     logging.basicConfig(level=settings.log_level.upper())
@@ -62,6 +78,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         await store.open()
         await store.ensure_accounts([t.name for t in settings.tenants])
         sweeper = asyncio.create_task(sweep(ledger, store, settings))
+        tune_gc()
         try:
             yield
         finally:
