@@ -45,7 +45,7 @@ def _lines(value: Any) -> tuple[Line, ...]:
 
 
 def _keys(keys: Sequence[tuple[str, ...]]) -> str:
-    """Row keys as one JSON array of arrays, for `json_array_elements` (see KEYS_*).
+    """Row keys as one JSON array of arrays (see ACCOUNT_KEYS, HEAD_KEYS, TRANSACTION_KEYS).
 
     NOTE: asyncpg checks every element of a text[] parameter against two abstract base
     classes; one JSON text is a single string to bind.
