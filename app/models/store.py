@@ -45,7 +45,7 @@ def _lines(value: Any) -> tuple[Line, ...]:
 
 
 def _keys(keys: Sequence[tuple[str, ...]]) -> str:
-    """Row keys as one JSON array of arrays (see ACCOUNT_KEYS, HEAD_KEYS, TRANSACTION_KEYS).
+    """Row keys as one JSON array of arrays (see HEAD_KEYS, TRANSACTION_KEYS).
 
     NOTE: asyncpg checks every element of a text[] parameter against two abstract base
     classes; one JSON text is a single string to bind.
@@ -84,42 +84,46 @@ TRANSACTION_FIELDS = (
 )  # fmt: skip
 TRANSACTION_COLUMNS = ", ".join(TRANSACTION_FIELDS)
 
-# Record and check in one statement: create the account and balance rows new documents
-# name (sorted; rows that exist are left alone, no lock, no WAL), and read the committed
-# heads. A row this statement created reads as zero; an account another request created
-# after this statement's snapshot reads with no rule (unknown: not checked unlocked).
-# `[[tenant, id], ...]` and `[[tenant, account, currency], ...]` as rows (see `_keys`).
-ACCOUNT_KEYS = """(SELECT k ->> 0 AS tenant, k ->> 1 AS id
-    FROM json_array_elements(CAST(:accounts AS json)) AS k)"""
+# `[[tenant, account, currency], ...]` and `[[tenant, id], ...]` as rows (see `_keys`).
 HEAD_KEYS = """(SELECT k ->> 0 AS tenant, k ->> 1 AS account, k ->> 2 AS currency
     FROM json_array_elements(CAST(:heads AS json)) AS k)"""
 TRANSACTION_KEYS = """(SELECT k ->> 0 AS tenant, k ->> 1 AS id
     FROM json_array_elements(CAST(:transactions AS json)) AS k)"""
 
+# Record and check in one statement: read the committed heads new documents name, create
+# the account and balance rows missing among them (sorted; rows that exist are only read:
+# no lock, no WAL), and answer the heads. A row this statement created reads as zero; an
+# account another request created after this statement's snapshot reads with no rule
+# (unknown: not checked unlocked).
 ENSURE_AND_READ_HEADS = f"""
-WITH new_accounts AS (
+WITH found AS MATERIALIZED (
+    SELECT k.tenant, k.account, k.currency, a.balance_rule, b.posted, b.pending_in,
+           b.pending_out, b.version, b.last_ts, b.tenant IS NOT NULL AS has_balance
+    FROM {HEAD_KEYS} AS k
+    LEFT JOIN accounts a ON a.tenant = k.tenant AND a.id = k.account
+    LEFT JOIN balances b
+           ON b.tenant = k.tenant AND b.account = k.account AND b.currency = k.currency
+), new_accounts AS (
     INSERT INTO accounts (tenant, id, balance_rule)
-    SELECT a.tenant, a.id, CASE WHEN a.id = :world THEN 'any' ELSE 'non_negative' END
-    FROM {ACCOUNT_KEYS} AS a
-    ORDER BY a.tenant, a.id
+    SELECT DISTINCT f.tenant, f.account,
+           CASE WHEN f.account = :world THEN 'any' ELSE 'non_negative' END
+    FROM found f WHERE f.balance_rule IS NULL
+    ORDER BY f.tenant, f.account
     ON CONFLICT DO NOTHING
     RETURNING tenant, id, balance_rule
 ), new_balances AS (
     INSERT INTO balances (tenant, account, currency)
-    SELECT k.tenant, k.account, k.currency FROM {HEAD_KEYS} AS k
-    ORDER BY k.tenant, k.account, k.currency
+    SELECT f.tenant, f.account, f.currency FROM found f WHERE NOT f.has_balance
+    ORDER BY f.tenant, f.account, f.currency
     ON CONFLICT DO NOTHING
 )
-SELECT k.tenant, k.account, k.currency,
-       coalesce(a.balance_rule, n.balance_rule) AS balance_rule,
-       coalesce(b.posted, 0) AS posted, coalesce(b.pending_in, 0) AS pending_in,
-       coalesce(b.pending_out, 0) AS pending_out, coalesce(b.version, 0) AS version,
-       b.last_ts
-FROM {HEAD_KEYS} AS k
-LEFT JOIN accounts a ON a.tenant = k.tenant AND a.id = k.account
-LEFT JOIN new_accounts n ON n.tenant = k.tenant AND n.id = k.account
-LEFT JOIN balances b
-       ON b.tenant = k.tenant AND b.account = k.account AND b.currency = k.currency
+SELECT f.tenant, f.account, f.currency,
+       coalesce(f.balance_rule, n.balance_rule) AS balance_rule,
+       coalesce(f.posted, 0) AS posted, coalesce(f.pending_in, 0) AS pending_in,
+       coalesce(f.pending_out, 0) AS pending_out, coalesce(f.version, 0) AS version,
+       f.last_ts
+FROM found f
+LEFT JOIN new_accounts n ON n.tenant = f.tenant AND n.id = f.account
 """
 
 EVENTS = """(
@@ -470,10 +474,8 @@ class PostgresStore:
         #    balance lock.
         fresh = new_keys(groups, rows)
         if fresh:
-            accounts = sorted({(k[0], k[1]) for k in fresh})
             read = await connection.execute(
-                ENSURE_AND_READ_HEADS,
-                {"world": WORLD, "accounts": _keys(accounts), "heads": _keys(fresh)},
+                ENSURE_AND_READ_HEADS, {"world": WORLD, "heads": _keys(fresh)}
             )
             known = {_head_key(r): head_from_row(r) for r in read if r["balance_rule"]}
             groups = precheck(groups, rows, known)
