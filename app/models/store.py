@@ -374,9 +374,7 @@ class PostgresStore:
         # table is only ever probed by index, however many rows a batch names and even
         # if the plan was made while the tables were nearly empty. (Hash joins stay:
         # they join a batch's own rows, such as new accounts to their keys.)
-        self._writer = await self._create_pool(
-            WRITER_POOL_SIZE, {"plan_cache_mode": "force_generic_plan", "enable_seqscan": "off"}
-        )
+        self._writer = await self._create_pool(WRITER_POOL_SIZE, WRITER_PLANS)
 
     async def _create_pool(self, size: int, plans: Mapping[str, str]) -> asyncpg.Pool:
         settings = self.settings
@@ -666,6 +664,14 @@ class PostgresStore:
 
 BATCH_ATTEMPTS = 3
 WRITER_POOL_SIZE = 2
+WRITER_PLANS = {"plan_cache_mode": "force_generic_plan", "enable_seqscan": "off"}
+# Every statement of a group commit, run on the writer pool.
+WRITER_STATEMENTS = {
+    "LOCK_TRANSACTIONS": LOCK_TRANSACTIONS,
+    "ENSURE_AND_READ_HEADS": ENSURE_AND_READ_HEADS,
+    "LOCK_HEADS": LOCK_HEADS,
+    "WRITE_PLAN": WRITE_PLAN,
+}
 
 
 class _ConcurrentInsert(Exception):

@@ -1,0 +1,29 @@
+"""The group commit's statements keep one generic plan per connection: it must find every
+row by index, even when it was planned on the nearly empty tables of a fresh database."""
+
+from __future__ import annotations
+
+import asyncpg
+import httpx
+import pytest
+
+from app.models.store import WRITER_PLANS, WRITER_STATEMENTS, positional
+from integration_tests.server import Backends
+
+
+@pytest.mark.parametrize("name", sorted(WRITER_STATEMENTS))
+async def test_group_commit_statements_never_scan_a_table(
+    backends: Backends, api: httpx.AsyncClient, uid, fund, name: str
+) -> None:
+    await fund(uid("planned"), "1")  # some rows, as few as a new deployment has
+    sql, params = positional(WRITER_STATEMENTS[name])
+    connection = await asyncpg.connect(backends.database_url, server_settings=WRITER_PLANS)
+    try:
+        await connection.execute(f"PREPARE planned AS {sql}")
+        nulls = ", ".join("NULL" for _ in params)
+        rows = await connection.fetch(f"EXPLAIN EXECUTE planned({nulls})")
+    finally:
+        await connection.close()
+    plan = "\n".join(row[0] for row in rows)
+    assert "Index Scan" in plan or "Index Only Scan" in plan or name == "WRITE_PLAN", plan
+    assert "Seq Scan" not in plan, plan
