@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 
 from app.controllers.accounts import AccountController
 from app.controllers.service import ServiceController
-from app.controllers.transactions import TransactionController
+from app.controllers.transactions import FastPath, TransactionController
 from app.ledger.batcher import Batcher
 from app.ledger.service import Ledger
 from app.metrics import RequestMetrics, observe_batch
@@ -114,6 +114,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 ttl_s=settings.idempotency_ttl_s,
                 in_flight_ttl_s=settings.idempotency_in_flight_ttl_s,
             ),
+            DefineMiddleware(cast(Any, FastPath), ledger=ledger),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],

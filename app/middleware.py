@@ -57,6 +57,33 @@ async def send_raw(
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
+async def read_body(receive: Receive) -> bytes:
+    """The whole request body."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def replaying(body: bytes) -> Receive:
+    """A `receive` that hands an already read body on to the next application."""
+    replayed = False
+
+    async def receive() -> Message:
+        nonlocal replayed
+        if replayed:
+            return {"type": "http.disconnect"}
+        replayed = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
+
+
 def _header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope["headers"]:
         if key == name:
@@ -203,7 +230,7 @@ class Idempotency:
                 send, "invalid_idempotency_key", "Idempotency-Key: 1 to 255 printable characters"
             )
             return
-        body = await self._read_body(receive)
+        body = await read_body(receive)
         tenant = scope["state"]["tenant"]
         redis_key = f"twofold:idem:{tenant}:{key}"
         digest = hashlib.sha256(f"{scope['method']} {scope['path']}\n".encode())
@@ -248,30 +275,9 @@ class Idempotency:
             return
         await self._process(scope, body, send, redis_key, fingerprint)
 
-    @staticmethod
-    async def _read_body(receive: Receive) -> bytes:
-        chunks: list[bytes] = []
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        return b"".join(chunks)
-
     async def _process(
         self, scope: Scope, body: bytes, send: Send, redis_key: str, fingerprint: str
     ) -> None:
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if replayed:
-                return {"type": "http.disconnect"}
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
         answer: dict[str, Any] = {"status": 500, "content_type": "", "chunks": []}
 
         async def capture(message: Message) -> None:
@@ -285,7 +291,7 @@ class Idempotency:
             await send(message)
 
         try:
-            await self.app(scope, replay, capture)
+            await self.app(scope, replaying(body), capture)
         finally:
             await self._finish(redis_key, fingerprint, answer)
 

@@ -91,11 +91,18 @@ def _retry_headers(code: str) -> dict[str, str] | None:
     return {"Retry-After": "1"} if STATUS_BY_CODE.get(code) == 503 else None
 
 
-def ledger_error(_: Request[Any, Any, Any], exc: LedgerError) -> Response[bytes]:
+def ledger_problem(exc: LedgerError) -> tuple[int, bytes, dict[str, str] | None]:
+    """Status, body and headers of the problem a ledger error answers."""
     if exc.code in ("unavailable", "idempotency_unavailable"):
         log.warning("answered 503: %s (%r)", exc.detail, exc.__cause__)
-    return problem_response(
-        exc.code, exc.detail, errors=exc.errors, extra=exc.extra, headers=_retry_headers(exc.code)
+    status, body = problem_body(exc.code, exc.detail, errors=exc.errors, extra=exc.extra)
+    return status, msgspec.json.encode(body), _retry_headers(exc.code)
+
+
+def ledger_error(_: Request[Any, Any, Any], exc: LedgerError) -> Response[bytes]:
+    status, body, headers = ledger_problem(exc)
+    return Response(
+        content=body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers
     )
 
 

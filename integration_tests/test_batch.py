@@ -168,7 +168,12 @@ async def test_concurrent_batches_against_one_balance(api: httpx.AsyncClient, ui
 
 
 async def test_metrics(api: httpx.AsyncClient, anonymous: httpx.AsyncClient, uid, fund):
-    await fund(uid("m"), "1")
+    account = uid("m")
+    await fund(account, "1")
+    overdraft = {"type": "DEBIT", "account": account, "currency": "USD", "amount": "5"}
+    assert (await api.post("/v1/transactions/immediate", json=overdraft)).status_code == 422
+    assert (await api.post("/v1/transactions", json=overdraft)).status_code == 422
+    assert (await api.put(f"/v1/transactions/{uid('missing')}")).status_code == 404
     response = await anonymous.get("/metrics")
     assert response.status_code == 200
     text = response.text
@@ -176,6 +181,13 @@ async def test_metrics(api: httpx.AsyncClient, anonymous: httpx.AsyncClient, uid
         'twofold_requests_total{method="POST",route="/v1/transactions/immediate",status="201"}'
         in text
     )
+    # Refusals are counted with the status they were answered with, by route template.
+    for route in ("/v1/transactions/immediate", "/v1/transactions"):
+        assert f'twofold_requests_total{{method="POST",route="{route}",status="422"}}' in text
+    assert (
+        'twofold_requests_total{method="PUT",route="/v1/transactions/{rest}",status="404"}' in text
+    )
+    assert 'twofold_transactions_total{status="FAILED"}' in text
     assert "twofold_request_duration_seconds_bucket" in text
     assert 'twofold_transactions_total{status="COMPLETED"}' in text
     assert "twofold_batch_jobs_bucket" in text

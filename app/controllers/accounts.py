@@ -100,7 +100,7 @@ class AccountController(Controller):
     ) -> AccountOut | BalancesAtOut | EntriesOut:
         """An account; `/balances` as they stood at `at`; `/entries`, its journal."""
         tenant = tenant_of(request)
-        account_id, suffix = split_rest(request, PREFIX, ("balances", "entries"))
+        account_id, suffix = split_rest(request.scope, PREFIX, ("balances", "entries"))
         if currency is not None:
             check_currency(currency, "currency")
         if suffix == "balances":
@@ -142,7 +142,7 @@ class AccountController(Controller):
 
     @put("/{rest:path}")
     async def replace_data(self, request: Request[Any, Any, State], ledger: Ledger) -> AccountOut:
-        account_id, suffix = split_rest(request, PREFIX, ("balances", "entries"))
+        account_id, suffix = split_rest(request.scope, PREFIX, ("balances", "entries"))
         if suffix:
             raise NotFound("no such resource")
         body = decode_data(await request.body())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote
 
@@ -10,11 +11,10 @@ from litestar import Request
 from app.ledger.errors import NotFound
 
 
-def split_rest(
-    request: Request[Any, Any, Any], prefix: str, suffixes: tuple[str, ...]
-) -> tuple[str, str]:
-    """(id, suffix) from `{prefix}/{id}[/{suffix}]`; `%2F` inside an id stays in the id."""
-    raw = request.scope.get("raw_path") or request.scope["path"].encode()
+def split_rest(scope: Mapping[str, Any], prefix: str, suffixes: tuple[str, ...]) -> tuple[str, str]:
+    """(id, suffix) from `{prefix}/{id}[/{suffix}]` in a request's ASGI scope; `%2F`
+    inside an id stays in the id."""
+    raw = scope.get("raw_path") or scope["path"].encode()
     rest = bytes(raw).decode("latin-1").partition("?")[0][len(prefix) + 1 :]
     head, slash, last = rest.rpartition("/")
     if slash and head and last in suffixes:
