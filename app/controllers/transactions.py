@@ -42,7 +42,7 @@ async def _search(request: Request[Any, Any, State], store: PostgresStore) -> Tr
     return TransactionsOut(items=[transaction_out(t) for t in found], next=cursor)
 
 
-async def create(
+async def record_transaction(
     ledger: Ledger, tenant: str, data: TransactionIn, mode: Mode
 ) -> tuple[TransactionOut, int]:
     """Record a transaction: the answer, 201 when created or 200 for a repeated id."""
@@ -56,7 +56,7 @@ async def create(
     return transaction_out(transaction), 201 if created else 200
 
 
-async def execute(ledger: Ledger, tenant: str, transaction_id: str) -> TransactionOut:
+async def execute_transaction(ledger: Ledger, tenant: str, transaction_id: str) -> TransactionOut:
     transaction = await ledger.execute(tenant, transaction_id)
     count_transactions(transaction.status.value)
     return transaction_out(transaction)
@@ -82,7 +82,7 @@ class TransactionController(Controller):
     async def _create(
         self, request: Request[Any, Any, State], data: TransactionIn, ledger: Ledger, mode: Mode
     ) -> Response[TransactionOut]:
-        answer, status = await create(ledger, tenant_of(request), data, mode)
+        answer, status = await record_transaction(ledger, tenant_of(request), data, mode)
         return Response(answer, status_code=status)
 
     @post("/", status_code=201)
@@ -142,7 +142,7 @@ class TransactionController(Controller):
             return transaction_out(
                 await ledger.replace_transaction_data(tenant, transaction_id, body.data)
             )
-        return await execute(ledger, tenant, transaction_id)
+        return await execute_transaction(ledger, tenant, transaction_id)
 
     @delete("/{rest:path}", status_code=200)
     async def cancel(self, request: Request[Any, Any, State], ledger: Ledger) -> TransactionOut:
@@ -192,7 +192,8 @@ class FastPath:
             except (msgspec.DecodeError, msgspec.ValidationError):
                 await self.app(scope, replaying(body), send)
                 return
-            work = create(self.ledger, scope["state"]["tenant"], data, CREATE_MODES[template])
+            tenant, mode = scope["state"]["tenant"], CREATE_MODES[template]
+            work = record_transaction(self.ledger, tenant, data, mode)
         elif method == "PUT" and template == EXECUTE_TEMPLATE and not _data_suffix(scope):
             work = self._execute(scope)
         else:
@@ -208,7 +209,8 @@ class FastPath:
 
     async def _execute(self, scope: Scope) -> tuple[TransactionOut, int]:
         transaction_id, _ = split_rest(scope, PREFIX, ())
-        return await execute(self.ledger, scope["state"]["tenant"], transaction_id), 200
+        answer = await execute_transaction(self.ledger, scope["state"]["tenant"], transaction_id)
+        return answer, 200
 
 
 def _data_suffix(scope: Scope) -> bool:
