@@ -27,3 +27,17 @@ async def test_group_commit_statements_never_scan_a_table(
     plan = "\n".join(row[0] for row in rows)
     assert "Index Scan" in plan or "Index Only Scan" in plan or name == "WRITE_PLAN", plan
     assert "Seq Scan" not in plan, plan
+
+
+async def test_a_batch_that_recorded_fewer_rows_than_it_meant_rolls_back(
+    backends: Backends, api: httpx.AsyncClient
+) -> None:
+    """Its write and COMMIT travel together, so the database itself refuses to commit
+    when another process recorded one of its ids first; the batch then runs again."""
+    connection = await asyncpg.connect(backends.database_url)
+    try:
+        assert await connection.fetchval("SELECT twofold_expect_recorded(2, 2)") == 2
+        with pytest.raises(asyncpg.UniqueViolationError):
+            await connection.fetchval("SELECT twofold_expect_recorded(1, 2)")
+    finally:
+        await connection.close()

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from contextlib import asynccontextmanager, contextmanager
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -207,7 +208,7 @@ WITH heads AS (
     FROM json_to_recordset(CAST(:postings AS json))
          AS v(tenant text, account text, timestamp timestamptz, transaction_id text)
 )
-SELECT count(*) FROM inserted
+SELECT twofold_expect_recorded(count(*), :expected) FROM inserted
 """
 
 
@@ -334,6 +335,17 @@ def positional(statement: str) -> tuple[str, tuple[str, ...]]:
     return _PARAMETER.sub(number, statement), tuple(names)
 
 
+# The writer connections prepare WRITE_PLAN once by name, so that a batch's write and its
+# COMMIT travel together in one simple query (asyncpg cannot pipeline two statements).
+WRITE_STATEMENT = "twofold_write"
+_WRITE_SQL, _WRITE_PARAMS = positional(WRITE_PLAN)
+PREPARE_WRITE = (
+    f"PREPARE {WRITE_STATEMENT} ("
+    + ", ".join("bigint" if name == "expected" else "json" for name in _WRITE_PARAMS)
+    + f") AS {_WRITE_SQL}"
+)
+
+
 async def _keep_session(_: asyncpg.Connection) -> None:
     """Return a connection to the pool as it is.
 
@@ -374,15 +386,21 @@ class PostgresStore:
         # table is only ever probed by index, however many rows a batch names and even
         # if the plan was made while the tables were nearly empty. (Hash joins stay:
         # they join a batch's own rows, such as new accounts to their keys.)
-        self._writer = await self._create_pool(WRITER_POOL_SIZE, WRITER_PLANS)
+        self._writer = await self._create_pool(WRITER_POOL_SIZE, WRITER_PLANS, _prepare_writer)
 
-    async def _create_pool(self, size: int, plans: Mapping[str, str]) -> asyncpg.Pool:
+    async def _create_pool(
+        self,
+        size: int,
+        plans: Mapping[str, str],
+        init: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
+    ) -> asyncpg.Pool:
         settings = self.settings
         return await asyncpg.create_pool(
             settings.database_url,
             min_size=1,
             max_size=size,
             record_class=Row,
+            init=init,
             reset=_keep_session,
             server_settings={
                 "statement_timeout": str(settings.db_statement_timeout_ms),
@@ -418,15 +436,21 @@ class PostgresStore:
 
     @asynccontextmanager
     async def _begin(self) -> AsyncIterator[Connection]:
-        """A writer connection inside one database transaction, committed on exit."""
+        """A writer connection inside one database transaction, which the caller ends
+        with `_write_and_commit`; an exception rolls it back."""
         if self._writer is None:
             raise Unavailable("the database pool is not open")
         with _translated_errors():
-            async with (
-                self._writer.acquire(timeout=self.settings.db_acquire_timeout_s) as raw,
-                raw.transaction(),
-            ):
-                yield Connection(raw)
+            async with self._writer.acquire(timeout=self.settings.db_acquire_timeout_s) as raw:
+                await raw.execute("BEGIN")
+                try:
+                    yield Connection(raw)
+                except BaseException:
+                    if not raw.is_closed() and raw.is_in_transaction():
+                        # NOTE: a lost connection cannot roll back; the pool drops it.
+                        with suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                            await raw.execute("ROLLBACK")
+                    raise
 
     async def ping(self) -> None:
         async with self.connection() as connection:
@@ -452,10 +476,8 @@ class PostgresStore:
             try:
                 async with self._begin() as connection:
                     return await self._apply_batch(connection, groups)
-            except _ConcurrentInsert:
-                # Another process recorded one of these ids first; the retry sees it.
-                continue
             except asyncpg.UniqueViolationError:
+                # Another process recorded one of these ids first; the retry sees it.
                 continue
         raise Unavailable("concurrent requests with the same ids; retry")
 
@@ -489,9 +511,7 @@ class PostgresStore:
         if now is None:
             now = (await connection.execute("SELECT clock_timestamp()")).scalar()
         plan, results = apply_groups(groups, rows, heads, now)
-        inserted = (await connection.execute(WRITE_PLAN, _plan_params(plan))).scalar()
-        if inserted != len(plan.inserts):
-            raise _ConcurrentInsert
+        await _write_and_commit(connection, plan)
         return results
 
     async def transaction(self, tenant: str, transaction_id: str) -> Transaction | None:
@@ -674,10 +694,6 @@ WRITER_STATEMENTS = {
 }
 
 
-class _ConcurrentInsert(Exception):
-    """A new document's id was recorded by another process during the batch."""
-
-
 def _json_rows(rows: list[Any]) -> str:
     return _encode(rows).decode()
 
@@ -718,6 +734,34 @@ def _plan_params(plan: Plan) -> dict[str, str]:
         "events": _json_rows(plan.events),
         "postings": _json_rows(plan.postings),
     }
+
+
+async def _prepare_writer(connection: asyncpg.Connection) -> None:
+    await connection.execute(PREPARE_WRITE)
+
+
+async def _write_and_commit(connection: Connection, plan: Plan) -> None:
+    """Write a plan and commit, in one round trip: a simple query of two statements,
+    the prepared write with its JSON texts as dollar-quoted literals, then COMMIT.
+
+    NOTE: the write and the COMMIT are the last two round trips under the balance
+    locks; sending them apart, a hot row stayed locked while the event loop came back to
+    the batch between them.
+    """
+    params: dict[str, Any] = {**_plan_params(plan), "expected": len(plan.inserts)}
+    values = [params[name] for name in _WRITE_PARAMS]
+    texts = [v for v in values if isinstance(v, str)]
+    tag = _dollar_tag(texts)
+    literals = ", ".join(f"{tag}{v}{tag}" if isinstance(v, str) else str(int(v)) for v in values)
+    await connection.raw.execute(f"EXECUTE {WRITE_STATEMENT}({literals}); COMMIT")
+
+
+def _dollar_tag(texts: Sequence[str]) -> str:
+    """A dollar-quote tag that none of `texts` contains, so each is one literal."""
+    while True:
+        tag = f"$w{secrets.token_hex(8)}$"
+        if not any(tag in text for text in texts):
+            return tag
 
 
 # SQLSTATE classes that say "try again": connection, rollback (deadlock, serialization),
