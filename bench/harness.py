@@ -291,9 +291,8 @@ async def scenarios(
                   f"  p99 {result['p99_ms']:8.2f} ms  5xx {result['server_errors']}"
                   f"  sums to 0: {result['conservation']['ok']}"
                   f"  CPU us each: service {cpu['service']} pg {cpu['postgres']}"
-                  f" (backends {cpu['pg_backends']})"
-                  f"  {result['documents_per_group_commit']} a group commit"
-                  f" wrk {cpu['wrk']}")  # fmt: skip
+                  f" (backends {cpu['pg_backends']}) wrk {cpu['wrk']}"
+                  f"; {result['documents_per_group_commit']} a group commit")  # fmt: skip
     return results
 
 
@@ -342,14 +341,11 @@ def main() -> None:
         "machine": machine(),
     }
     try:
-        print("pgbench baselines...")
-        report["baselines"] = (
-            {"tpcb": {"tps": 1}, "raw_transfer": {"tps": 1}}
-            if only
-            else baselines(backends, baseline_seconds)
-        )
-        print(f"  raw SQL transfer {report['baselines']['raw_transfer']['tps']} tps,"
-              f" TPC-B {report['baselines']['tpcb']['tps']} tps")  # fmt: skip
+        if not only:
+            print("pgbench baselines...")
+            report["baselines"] = baselines(backends, baseline_seconds)
+            print(f"  raw SQL transfer {report['baselines']['raw_transfer']['tps']} tps,"
+                  f" TPC-B {report['baselines']['tpcb']['tps']} tps")  # fmt: skip
         service = Service.start(
             backends, "bench-service", WORKERS=WORKERS, EXPIRY_SWEEP_INTERVAL_S="5"
         )
@@ -361,10 +357,10 @@ def main() -> None:
             service.stop()
     finally:
         backends.stop()
+    if only:
+        return  # a partial run, for tuning: no baselines, no table, nothing written
     print()
     print(table(report))
-    if only:
-        return  # a partial run, for tuning: no baselines, nothing written
     out = (
         ROOT
         / "bench"
