@@ -214,6 +214,8 @@ class FastPath:
 
 
 def _data_suffix(scope: Scope) -> bool:
-    """`PUT /v1/transactions/{id}/data`: the route handler's."""
-    path = bytes(scope.get("raw_path") or scope["path"].encode()).partition(b"?")[0]
-    return path.endswith(b"/data")
+    """`PUT /v1/transactions/{id}/data` (or a path without an id): the route handler's."""
+    try:
+        return split_rest(scope, PREFIX, ("data",))[1] == "data"
+    except NotFound:
+        return True
