@@ -26,6 +26,7 @@ from app.ledger.batch import Group, Job, JobKind  # noqa: E402
 from app.ledger.documents import WORLD, Mode  # noqa: E402
 from app.models.store import PostgresStore  # noqa: E402
 from app.settings import Settings  # noqa: E402
+from bench.harness import cpu_seconds  # noqa: E402
 from integration_tests.server import Backends  # noqa: E402
 
 ACCOUNTS = 10_000
@@ -47,17 +48,6 @@ def random_transfer() -> Group:
             {"account": f"a{b}", "currency": "USD", "amount": "1"},
         ]
     )
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 async def measure(store: PostgresStore) -> None:
@@ -83,12 +73,14 @@ async def measure(store: PostgresStore) -> None:
             rows = await connection.execute(
                 "SELECT pid FROM pg_stat_activity WHERE application_name = 'twofold'"
             )
-            pids = [row.pid for row in rows]
+            backends = [Path(f"/proc/{row.pid}") for row in rows]
         batches = [[random_transfer() for _ in range(size)] for _ in range(count)]
-        pg, client, wall = cpu_seconds(pids), time.process_time(), time.perf_counter()
+        pg = sum(map(cpu_seconds, backends))
+        client, wall = time.process_time(), time.perf_counter()
         for batch in batches:
             await store.run_batch(batch)
-        pg, client = cpu_seconds(pids) - pg, time.process_time() - client
+        pg = sum(map(cpu_seconds, backends)) - pg
+        client = time.process_time() - client
         wall = time.perf_counter() - wall
         done = size * count
         print(

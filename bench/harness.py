@@ -180,6 +180,15 @@ async def conservation(client: httpx.AsyncClient) -> dict[str, Any]:
 TICK_S = 1 / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_seconds(proc: Path) -> float:
+    """CPU seconds a live process (its /proc folder) has used so far; 0 once it is gone."""
+    try:
+        fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) * TICK_S
+
+
 def cpu_by_component() -> dict[str, float]:
     """CPU seconds used so far by the service's processes and PostgreSQL's: its backends
     (the connections) apart from its own background processes (WAL writer,
@@ -190,10 +199,9 @@ def cpu_by_component() -> dict[str, float]:
             continue
         try:
             cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        used = (int(fields[11]) + int(fields[12])) * TICK_S
+        used = cpu_seconds(proc)
         if "postgres" in cmdline:
             totals["postgres"] += used
             if cmdline.startswith("postgres: ") and ("[local]" in cmdline or "(" in cmdline):
