@@ -41,6 +41,9 @@ bench-quick: install ## The same in under 2 minutes
 bench-flush: install ## The group commit alone, no HTTP: CPU per transfer of Python and PostgreSQL
 	$(BIN)/python bench/flush.py
 
+bench-requests: install ## The request path alone, no HTTP server and no database work: CPU per request
+	$(BIN)/python bench/requests.py
+
 bench-search: install ## Search latency at 10k, 100k and 1M transactions (BENCH_DATABASE_URL to point elsewhere)
 	$(BIN)/python bench/search.py
 
@@ -56,4 +59,4 @@ format: install ## Format and fix what ruff can
 clean: ## Remove .venv and the embedded servers' data
 	rm -rf $(VENV) .data
 
-.PHONY: help install run migrate test test-unit test-integration bench bench-quick bench-flush bench-search lint format clean
+.PHONY: help install run migrate test test-unit test-integration bench bench-quick bench-flush bench-requests bench-search lint format clean
