@@ -91,7 +91,6 @@ class AccountController(Controller):
     async def read(
         self,
         request: Request[Any, Any, State],
-        ledger: Ledger,
         store: PostgresStore,
         at: str | None = None,
         currency: str | None = None,
@@ -115,7 +114,11 @@ class AccountController(Controller):
                     r.currency: balance_out(r.posted, r.pending_in, r.pending_out) for r in rows
                 },
             )
-        account = await ledger.account(tenant, account_id)
+        # NOTE: the store, not the ledger: with two dependencies Litestar resolves them in
+        # an anyio task group, two tasks per request.
+        account = await store.account(tenant, account_id)
+        if account is None:
+            raise NotFound(f"no account {account_id}")
         if suffix == "entries":
             page, cursor = await store.entries(
                 tenant, account.id, currency, page_limit(limit), after
