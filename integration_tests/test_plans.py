@@ -1,5 +1,6 @@
-"""The group commit's statements keep one generic plan per connection: it must find every
-row by index, even when it was planned on the nearly empty tables of a fresh database."""
+"""The group commit's statements and the keyed reads keep one generic plan per connection:
+it must find every row by index, even when it was planned on the nearly empty tables of a
+fresh database."""
 
 from __future__ import annotations
 
@@ -7,17 +8,17 @@ import asyncpg
 import httpx
 import pytest
 
-from app.models.store import WRITER_PLANS, WRITER_STATEMENTS, positional
+from app.models.store import KEYED_PLANS, KEYED_STATEMENTS, positional
 from integration_tests.server import Backends
 
 
-@pytest.mark.parametrize("name", sorted(WRITER_STATEMENTS))
-async def test_group_commit_statements_never_scan_a_table(
+@pytest.mark.parametrize("name", sorted(KEYED_STATEMENTS))
+async def test_keyed_statements_never_scan_a_table(
     backends: Backends, api: httpx.AsyncClient, uid, fund, name: str
 ) -> None:
     await fund(uid("planned"), "1")  # some rows, as few as a new deployment has
-    sql, params = positional(WRITER_STATEMENTS[name])
-    connection = await asyncpg.connect(backends.database_url, server_settings=WRITER_PLANS)
+    sql, params = positional(KEYED_STATEMENTS[name])
+    connection = await asyncpg.connect(backends.database_url, server_settings=KEYED_PLANS)
     try:
         await connection.execute(f"PREPARE planned AS {sql}")
         nulls = ", ".join("NULL" for _ in params)

@@ -156,7 +156,7 @@ async def search_accounts(
         "SELECT a.id, a.balance_rule, a.data, a.created_at FROM accounts a"
         f" WHERE a.tenant = :tenant AND {where}{keyset} ORDER BY a.id LIMIT :limit"
     )
-    async with store.connection() as connection:
+    async with store.scan_connection() as connection:
         rows = list(await connection.execute(sql, params))
         by_account = await account_heads(connection, tenant, [r.id for r in rows[: page.limit]])
     accounts = [account_from_row(r, by_account.get(r.id, [])) for r in rows[: page.limit]]
@@ -194,7 +194,7 @@ async def search_transactions(
         f" FROM {source} AND {where}{keyset}"
         f" ORDER BY {order} LIMIT :limit"
     )
-    async with store.connection() as connection:
+    async with store.scan_connection() as connection:
         rows = list(await connection.execute(sql, params))
         ids = [r.id for r in rows[: page.limit]]
         events = await connection.execute(

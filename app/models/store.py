@@ -6,7 +6,7 @@ import base64
 import re
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import asynccontextmanager, contextmanager, suppress
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -212,6 +212,37 @@ SELECT twofold_expect_recorded(count(*), :expected) FROM inserted
 """
 
 
+READ_TRANSACTION = f"""
+SELECT {TRANSACTION_COLUMNS}, {EVENTS} FROM transactions t
+WHERE tenant = :tenant AND id = :id
+"""
+
+# An account with its used balances: one row per currency.
+READ_ACCOUNT = """
+SELECT a.id, a.balance_rule, a.data, a.created_at, b.account, b.currency, b.posted,
+       b.pending_in, b.pending_out, b.version, b.last_ts
+FROM accounts a
+LEFT JOIN balances b ON b.tenant = a.tenant AND b.account = a.id AND b.version > 0
+WHERE a.tenant = :tenant AND a.id = :id ORDER BY b.currency
+"""
+
+# Per currency, the last entry at or before `at`; no row when there is no such account.
+READ_BALANCES_AT = """
+SELECT x.currency, x.posted, x.pending_in, x.pending_out
+FROM accounts a LEFT JOIN LATERAL (
+    SELECT b.currency, e.posted, e.pending_in, e.pending_out
+    FROM balances b CROSS JOIN LATERAL (
+        SELECT posted, pending_in, pending_out FROM entries e
+        WHERE e.tenant = b.tenant AND e.account = b.account
+          AND e.currency = b.currency AND e.timestamp <= :at
+        ORDER BY e.timestamp DESC, e.seq DESC LIMIT 1) e
+    WHERE b.tenant = a.tenant AND b.account = a.id
+      AND (CAST(:currency AS text) IS NULL OR b.currency = :currency)
+) x ON true
+WHERE a.tenant = :tenant AND a.id = :id ORDER BY x.currency
+"""
+
+
 # NOTE: a dict lookup; calling the Enum costs microseconds per row on the hot path.
 RULES = {rule.value: rule for rule in Rule}
 
@@ -368,16 +399,21 @@ class PostgresStore:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._pool: asyncpg.Pool | None = None
+        self._scans: asyncpg.Pool | None = None
         self._writer: asyncpg.Pool | None = None
 
     async def open(self) -> None:
         settings = self.settings
+        size = settings.db_pool_size + settings.db_pool_overflow
+        # Reads and writes of rows found by their keys keep one generic plan, like the
+        # group commit's statements below: planning a balance at an instant anew cost
+        # PostgreSQL ~250 us a read, ~115 us with the generic plan.
+        self._pool = await self._create_pool(size, KEYED_PLANS)
         # NOTE: a generic plan, chosen once per connection, can scan a whole index in
         # keyset order for an account's page (x25 at 1M rows, seen in bench/search.py);
-        # plans made for the actual values cost ~0.1 ms.
-        self._pool = await self._create_pool(
-            settings.db_pool_size + settings.db_pool_overflow,
-            {"plan_cache_mode": "force_custom_plan"},
+        # so searches and pages plan for the actual values, which costs ~0.1 ms.
+        self._scans = await self._create_pool(
+            max(2, size // 2), {"plan_cache_mode": "force_custom_plan"}
         )
         # Group commits run one at a time per process (a failed one reruns its groups
         # one by one on the same path). Planning their statements anew for every batch
@@ -386,7 +422,7 @@ class PostgresStore:
         # table is only ever probed by index, however many rows a batch names and even
         # if the plan was made while the tables were nearly empty. (Hash joins stay:
         # they join a batch's own rows, such as new accounts to their keys.)
-        self._writer = await self._create_pool(WRITER_POOL_SIZE, WRITER_PLANS, _prepare_writer)
+        self._writer = await self._create_pool(WRITER_POOL_SIZE, KEYED_PLANS, _prepare_writer)
 
     async def _create_pool(
         self,
@@ -409,29 +445,33 @@ class PostgresStore:
             },
         )
 
-    @property
-    def pool(self) -> asyncpg.Pool:
-        if self._pool is None:
-            raise Unavailable("the database pool is not open")
-        return self._pool
-
     def connections_in_use(self) -> int:
         return sum(
             int(pool.get_size() - pool.get_idle_size())
-            for pool in (self._pool, self._writer)
+            for pool in (self._pool, self._scans, self._writer)
             if pool is not None
         )
 
     async def close(self) -> None:
-        for pool in (self._pool, self._writer):
+        for pool in (self._pool, self._scans, self._writer):
             if pool is not None:
                 await pool.close()
 
+    def connection(self) -> AbstractAsyncContextManager[Connection]:
+        """A connection for statements that find their rows by key (one generic plan
+        each, never a sequential scan); they commit one by one."""
+        return self._connection(self._pool)
+
+    def scan_connection(self) -> AbstractAsyncContextManager[Connection]:
+        """A connection for searches and pages, planned for their actual values."""
+        return self._connection(self._scans)
+
     @asynccontextmanager
-    async def connection(self) -> AsyncIterator[Connection]:
-        """A connection whose statements commit one by one."""
+    async def _connection(self, pool: asyncpg.Pool | None) -> AsyncIterator[Connection]:
+        if pool is None:
+            raise Unavailable("the database pool is not open")
         with _translated_errors():
-            async with self.pool.acquire(timeout=self.settings.db_acquire_timeout_s) as raw:
+            async with pool.acquire(timeout=self.settings.db_acquire_timeout_s) as raw:
                 yield Connection(raw)
 
     @asynccontextmanager
@@ -517,11 +557,7 @@ class PostgresStore:
     async def transaction(self, tenant: str, transaction_id: str) -> Transaction | None:
         async with self.connection() as connection:
             row = (
-                await connection.execute(
-                    f"SELECT {TRANSACTION_COLUMNS}, {EVENTS} FROM transactions t"
-                    " WHERE tenant = :tenant AND id = :id",
-                    {"tenant": tenant, "id": transaction_id},
-                )
+                await connection.execute(READ_TRANSACTION, {"tenant": tenant, "id": transaction_id})
             ).first()
         return None if row is None else transaction_from_row(row, row["events"])
 
@@ -540,7 +576,7 @@ class PostgresStore:
 
     async def due(self, limit: int) -> list[tuple[str, str]]:
         """Holds past their `expires_at`, for the sweep to void."""
-        async with self.connection() as connection:
+        async with self.scan_connection() as connection:
             rows = await connection.execute(
                 (
                     "SELECT tenant, id FROM transactions"
@@ -581,13 +617,7 @@ class PostgresStore:
         async with self.connection() as connection:
             rows = list(
                 await connection.execute(
-                    (
-                        "SELECT a.id, a.balance_rule, a.data, a.created_at, b.account,"
-                        " b.currency, b.posted, b.pending_in, b.pending_out, b.version,"
-                        " b.last_ts FROM accounts a LEFT JOIN balances b"
-                        "   ON b.tenant = a.tenant AND b.account = a.id AND b.version > 0"
-                        " WHERE a.tenant = :tenant AND a.id = :id ORDER BY b.currency"
-                    ),
+                    READ_ACCOUNT,
                     {"tenant": tenant, "id": account_id},
                 )
             )
@@ -616,20 +646,7 @@ class PostgresStore:
         when there is no such account."""
         async with self.connection() as connection:
             rows = await connection.execute(
-                (
-                    "SELECT x.currency, x.posted, x.pending_in, x.pending_out"
-                    " FROM accounts a LEFT JOIN LATERAL ("
-                    "   SELECT b.currency, e.posted, e.pending_in, e.pending_out"
-                    "   FROM balances b CROSS JOIN LATERAL ("
-                    "     SELECT posted, pending_in, pending_out FROM entries e"
-                    "     WHERE e.tenant = b.tenant AND e.account = b.account"
-                    "       AND e.currency = b.currency AND e.timestamp <= :at"
-                    "     ORDER BY e.timestamp DESC, e.seq DESC LIMIT 1) e"
-                    "   WHERE b.tenant = a.tenant AND b.account = a.id"
-                    "     AND (CAST(:currency AS text) IS NULL OR b.currency = :currency)"
-                    " ) x ON true"
-                    " WHERE a.tenant = :tenant AND a.id = :id ORDER BY x.currency"
-                ),
+                READ_BALANCES_AT,
                 {"tenant": tenant, "id": account_id, "at": at, "currency": currency},
             )
             found = list(rows)
@@ -660,7 +677,7 @@ class PostgresStore:
         if after is not None:
             params["a_ts"], params["a_currency"], params["a_seq"] = _entry_key(after)
             keyset = " AND (timestamp, currency, seq) > (:a_ts, :a_currency, :a_seq)"
-        async with self.connection() as connection:
+        async with self.scan_connection() as connection:
             rows = list(
                 await connection.execute(
                     (
@@ -684,13 +701,17 @@ class PostgresStore:
 
 BATCH_ATTEMPTS = 3
 WRITER_POOL_SIZE = 2
-WRITER_PLANS = {"plan_cache_mode": "force_generic_plan", "enable_seqscan": "off"}
-# Every statement of a group commit, run on the writer pool.
-WRITER_STATEMENTS = {
+KEYED_PLANS = {"plan_cache_mode": "force_generic_plan", "enable_seqscan": "off"}
+# Statements with one generic plan and no sequential scans (KEYED_PLANS): the group
+# commit's, on the writer pool, and the keyed reads.
+KEYED_STATEMENTS = {
     "LOCK_TRANSACTIONS": LOCK_TRANSACTIONS,
     "ENSURE_AND_READ_HEADS": ENSURE_AND_READ_HEADS,
     "LOCK_HEADS": LOCK_HEADS,
     "WRITE_PLAN": WRITE_PLAN,
+    "READ_TRANSACTION": READ_TRANSACTION,
+    "READ_ACCOUNT": READ_ACCOUNT,
+    "READ_BALANCES_AT": READ_BALANCES_AT,
 }
 
 
