@@ -267,6 +267,18 @@ async def test_same_id_same_body_is_200_different_body_is_409(api: httpx.AsyncCl
     assert other_mode.status_code == 409
 
 
+async def test_a_refused_reuse_of_an_id_creates_no_account(api: httpx.AsyncClient, uid, fund):
+    """A taken id is found before any row is made for the accounts its document names."""
+    alice, bob, ghost, tid = uid("alice"), uid("bob"), uid("ghost"), uid("t")
+    await fund(alice, "10")
+    assert (
+        await api.post("/v1/transactions", json=transfer(tid, alice, bob, "1"))
+    ).status_code == 201
+    conflict = await api.post("/v1/transactions", json=transfer(tid, alice, ghost, "1"))
+    assert (conflict.status_code, conflict.json()["code"]) == (409, "transaction_exists")
+    assert (await api.get(f"/v1/accounts/{ghost}")).status_code == 404
+
+
 async def test_expiry_on_access_and_by_sweep(api: httpx.AsyncClient, uid, fund, balance):
     alice, bob = uid("alice"), uid("bob")
     await fund(alice, "10")

@@ -9,9 +9,10 @@ from app.ledger.batch import (
     Job,
     JobKind,
     apply_groups,
+    claimed_heads,
+    created_keys,
     head_keys,
     lock_keys,
-    new_keys,
     precheck,
 )
 from app.ledger.documents import Draft, Line, Mode, Status
@@ -145,8 +146,11 @@ def test_failed_transaction_cannot_be_executed() -> None:
 def test_lock_and_head_keys_are_sorted_and_skip_prechecked_failures() -> None:
     groups = [create("2", "z", "b", "1"), create("1", "a", "b", "50"),
               Group((Job(JobKind.CANCEL, "t", "0"),))]  # fmt: skip
-    assert lock_keys(groups) == [("t", "0"), ("t", "0.reversal"), ("t", "1"), ("t", "2")]
-    assert new_keys(groups, {}) == [("t", "a", "USD"), ("t", "b", "USD"), ("t", "z", "USD")]
+    assert lock_keys(groups) == [("t", "0"), ("t", "0.reversal")]
+    assert lock_keys(groups, [("t", "2")]) == [("t", "0"), ("t", "0.reversal"), ("t", "2")]
+    assert created_keys(groups) == [("t", "1"), ("t", "2")]
+    assert claimed_heads(groups) == [("t", "a", "USD", "1"), ("t", "b", "USD", "1"),
+                                     ("t", "b", "USD", "2"), ("t", "z", "USD", "2")]  # fmt: skip
     checked = precheck(groups, {}, heads(a="10", b="0", z="5"))
     assert checked[1].jobs[0].failure is not None
     assert checked[0].jobs[0].failure is None

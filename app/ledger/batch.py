@@ -147,15 +147,25 @@ class Plan:
         )
 
 
-def lock_keys(groups: Iterable[Group]) -> list[TxnKey]:
-    """The transaction rows a batch locks, sorted: its targets and reversal ids."""
-    keys: set[TxnKey] = set()
+def lock_keys(groups: Iterable[Group], taken: Iterable[TxnKey] = ()) -> list[TxnKey]:
+    """The transaction rows a batch locks, sorted: the targets of its flips with their
+    reversal ids, and the ids of new documents that were `taken` already."""
+    keys: set[TxnKey] = set(taken)
     for group in groups:
         for job in group.jobs:
-            keys.add((job.tenant, job.transaction_id))
+            if job.kind is not JobKind.CREATE:
+                keys.add((job.tenant, job.transaction_id))
             if job.kind is JobKind.CANCEL:
                 keys.add((job.tenant, reversal_id(job.transaction_id)))
     return sorted(keys)
+
+
+def created_keys(groups: Iterable[Group]) -> list[TxnKey]:
+    """The ids new documents claim, sorted."""
+    return sorted(
+        {(job.tenant, job.transaction_id) for group in groups for job in group.jobs
+         if job.kind is JobKind.CREATE}
+    )  # fmt: skip
 
 
 def _is_new(job: Job, rows: Mapping[TxnKey, Transaction]) -> bool:
@@ -167,13 +177,14 @@ def _draft_keys(job: Job) -> set[HeadKey]:
     return {(job.tenant, line.account, line.currency) for line in job.draft.lines}
 
 
-def new_keys(groups: Iterable[Group], rows: Mapping[TxnKey, Transaction]) -> list[HeadKey]:
-    """The balance heads new documents name, sorted: created if missing, then checked."""
-    keys: set[HeadKey] = set()
+def claimed_heads(groups: Iterable[Group]) -> list[tuple[str, str, str, str]]:
+    """The balance heads new documents name, each with the id that claims it, sorted:
+    created if missing unless the id is taken, then checked."""
+    keys: set[tuple[str, str, str, str]] = set()
     for group in groups:
         for job in group.jobs:
-            if _is_new(job, rows):
-                keys |= _draft_keys(job)
+            if job.kind is JobKind.CREATE:
+                keys.update((*key, job.transaction_id) for key in _draft_keys(job))
     return sorted(keys)
 
 

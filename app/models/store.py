@@ -22,10 +22,12 @@ from app.ledger.batch import (
     Plan,
     Result,
     Transaction,
+    TxnKey,
     apply_groups,
+    claimed_heads,
+    created_keys,
     head_keys,
     lock_keys,
-    new_keys,
     precheck,
 )
 from app.ledger.documents import WORLD, Line, Mode, Status
@@ -91,16 +93,25 @@ HEAD_KEYS = """(SELECT k ->> 0 AS tenant, k ->> 1 AS account, k ->> 2 AS currenc
 TRANSACTION_KEYS = """(SELECT k ->> 0 AS tenant, k ->> 1 AS id
     FROM json_array_elements(CAST(:transactions AS json)) AS k)"""
 
-# Record and check in one statement: read the committed heads new documents name, create
-# the account and balance rows missing among them (sorted; rows that exist are only read:
-# no lock, no WAL), and answer the heads. A row this statement created reads as zero; an
-# account another request created after this statement's snapshot reads with no rule
-# (unknown: not checked unlocked).
+# Record and check in one statement, the first of a batch: find which ids new documents
+# claim are taken already (answered as rows with `taken` set, to be locked next); read the
+# committed heads the others name, create the account and balance rows missing among them
+# (sorted; rows that exist are only read: no lock, no WAL), and answer the heads. A row
+# this statement created reads as zero; an account another request created after this
+# statement's snapshot reads with no rule (unknown: not checked unlocked).
+# `:heads` is `[[tenant, account, currency, claiming id], ...]`.
 ENSURE_AND_READ_HEADS = f"""
-WITH found AS MATERIALIZED (
+WITH taken AS MATERIALIZED (
+    SELECT t.tenant, t.id FROM {TRANSACTION_KEYS} AS k
+    JOIN transactions t ON t.tenant = k.tenant AND t.id = k.id
+), wanted AS (
+    SELECT DISTINCT h ->> 0 AS tenant, h ->> 1 AS account, h ->> 2 AS currency
+    FROM json_array_elements(CAST(:heads AS json)) AS h
+    WHERE NOT EXISTS (SELECT 1 FROM taken WHERE taken.tenant = h ->> 0 AND taken.id = h ->> 3)
+), found AS MATERIALIZED (
     SELECT k.tenant, k.account, k.currency, a.balance_rule, b.posted, b.pending_in,
            b.pending_out, b.version, b.last_ts, b.tenant IS NOT NULL AS has_balance
-    FROM {HEAD_KEYS} AS k
+    FROM wanted AS k
     LEFT JOIN accounts a ON a.tenant = k.tenant AND a.id = k.account
     LEFT JOIN balances b
            ON b.tenant = k.tenant AND b.account = k.account AND b.currency = k.currency
@@ -122,9 +133,11 @@ SELECT f.tenant, f.account, f.currency,
        coalesce(f.balance_rule, n.balance_rule) AS balance_rule,
        coalesce(f.posted, 0) AS posted, coalesce(f.pending_in, 0) AS pending_in,
        coalesce(f.pending_out, 0) AS pending_out, coalesce(f.version, 0) AS version,
-       f.last_ts
+       f.last_ts, NULL AS taken
 FROM found f
 LEFT JOIN new_accounts n ON n.tenant = f.tenant AND n.id = f.account
+UNION ALL
+SELECT tenant, NULL, NULL, NULL, 0, 0, 0, 0, NULL, id FROM taken
 """
 
 EVENTS = """(
@@ -524,21 +537,31 @@ class PostgresStore:
     async def _apply_batch(
         self, connection: Connection, groups: Sequence[Group]
     ) -> list[list[Result]]:
-        # 1. Lock the transaction rows: concurrent flips of one transaction queue here,
-        #    and a new document's id is found taken if a row exists.
-        txn_keys = lock_keys(groups)
-        found = await connection.execute(LOCK_TRANSACTIONS, {"transactions": _keys(txn_keys)})
-        rows = {(r["tenant"], r["id"]): transaction_from_row(r, r["events"]) for r in found}
-        # 2. Record and check, unlocked: make the rows new documents name, read the
-        #    committed heads; a new document that cannot fit them fails without a
-        #    balance lock.
-        fresh = new_keys(groups, rows)
-        if fresh:
+        # 1. Record and check, unlocked: make the rows new documents name, read the
+        #    committed heads, and find the ids they claim that are taken already.
+        claimed = claimed_heads(groups)
+        known: dict[HeadKey, Head] = {}
+        taken: list[TxnKey] = []
+        if claimed:
             read = await connection.execute(
-                ENSURE_AND_READ_HEADS, {"world": WORLD, "heads": _keys(fresh)}
-            )
-            known = {_head_key(r): head_from_row(r) for r in read if r["balance_rule"]}
-            groups = precheck(groups, rows, known)
+                ENSURE_AND_READ_HEADS,
+                {"world": WORLD, "transactions": _keys(created_keys(groups)),
+                 "heads": _keys(claimed)},
+            )  # fmt: skip
+            for r in read:
+                if r["taken"] is not None:
+                    taken.append((r["tenant"], r["taken"]))
+                elif r["balance_rule"]:
+                    known[_head_key(r)] = head_from_row(r)
+        # 2. Lock the transaction rows, sorted: concurrent flips of one transaction
+        #    queue here, and a taken id's document is answered from its row.
+        txn_keys = lock_keys(groups, taken)
+        rows: dict[TxnKey, Transaction] = {}
+        if txn_keys:
+            found = await connection.execute(LOCK_TRANSACTIONS, {"transactions": _keys(txn_keys)})
+            rows = {(r["tenant"], r["id"]): transaction_from_row(r, r["events"]) for r in found}
+        # A new document that cannot fit the committed heads fails without a balance lock.
+        groups = precheck(groups, rows, known)
         # 3. Lock the balance heads in sorted key order, so no two batches deadlock, and
         #    read the clock once they are held.
         keys = head_keys(groups, rows)
