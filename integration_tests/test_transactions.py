@@ -413,3 +413,35 @@ async def test_amount_edges_round_trip(api: httpx.AsyncClient, uid, amount: str)
     )
     assert response.status_code == 201, response.text
     assert response.json()["lines"][1]["amount"] == amount
+
+
+@pytest.mark.parametrize("tid", ["immediate", "batch", "_search"])
+async def test_an_id_that_names_a_fixed_route_is_a_transaction_like_any(
+    api: httpx.AsyncClient, uid, fund, balance, tid: str
+):
+    alice, bob = uid("alice"), uid("bob")
+    await fund(alice, "10")
+    assert (
+        await api.post("/v1/transactions", json=transfer(tid, alice, bob, "4"))
+    ).status_code == 201
+    read = await api.get(f"/v1/transactions/{tid}")
+    assert (read.status_code, read.json()["status"]) == (200, "PENDING")
+    data = await api.put(f"/v1/transactions/{tid}/data", json={"data": {"n": 1}})
+    assert (data.status_code, data.json()["data"]) == (200, {"n": 1})
+    executed = await api.put(f"/v1/transactions/{tid}")
+    assert (executed.status_code, executed.json()["status"]) == (200, "COMPLETED")
+    reversed_ = await api.delete(f"/v1/transactions/{tid}")
+    assert (reversed_.status_code, reversed_.json()["status"]) == (200, "REVERSED")
+    assert (await balance(alice))["posted"] == 10
+
+
+async def test_an_account_named_like_the_search_route_is_an_account_like_any(
+    api: httpx.AsyncClient, fund
+):
+    await fund("_search", "3")
+    read = await api.get("/v1/accounts/_search")
+    assert (read.status_code, read.json()["balances"]["USD"]["posted"]) == (200, "3")
+    assert (await api.get("/v1/accounts/_search/balances")).status_code == 200
+    assert len((await api.get("/v1/accounts/_search/entries")).json()["items"]) == 1
+    data = await api.put("/v1/accounts/_search", json={"data": {"n": 1}})
+    assert (data.status_code, data.json()["data"]) == (200, {"n": 1})

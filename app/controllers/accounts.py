@@ -33,6 +33,8 @@ from app.models.store import PostgresStore
 PAGE_LIMIT_MAX = 1000
 PAGE_LIMIT_DEFAULT = 100
 PREFIX = "/v1/accounts"
+# `/{id}` routes, and the fixed route whose name is a valid id too (see transactions).
+BY_ID = ["/{rest:path}", "/_search"]
 
 
 def page_limit(value: str | None) -> int:
@@ -87,7 +89,7 @@ class AccountController(Controller):
         )
         return Response(account_out(account), status_code=201 if created else 200)
 
-    @get("/{rest:path}")
+    @get(BY_ID)
     async def read(
         self,
         request: Request[Any, Any, State],
@@ -143,7 +145,7 @@ class AccountController(Controller):
             )
         return account_out(account)
 
-    @put("/{rest:path}")
+    @put(BY_ID)
     async def replace_data(self, request: Request[Any, Any, State], ledger: Ledger) -> AccountOut:
         account_id, suffix = split_rest(request.scope, PREFIX, ("balances", "entries"))
         if suffix:

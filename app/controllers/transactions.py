@@ -34,6 +34,9 @@ from app.models.store import PostgresStore
 from app.problems import PROBLEM_MEDIA_TYPE, ledger_problem
 
 PREFIX = "/v1/transactions"
+# `/{id}` routes, and the fixed routes whose names are valid ids too: without them a
+# transaction named `batch` could be created but never read, executed or cancelled.
+BY_ID = ["/{rest:path}", "/immediate", "/batch", "/_search"]
 
 
 async def _search(request: Request[Any, Any, State], store: PostgresStore) -> TransactionsOut:
@@ -125,12 +128,12 @@ class TransactionController(Controller):
         count_transactions(*(item.status for item in answer.results))
         return answer
 
-    @get("/{rest:path}")
+    @get(BY_ID)
     async def read(self, request: Request[Any, Any, State], ledger: Ledger) -> TransactionOut:
         transaction_id, _ = split_rest(request.scope, PREFIX, ())
         return transaction_out(await ledger.transaction(tenant_of(request), transaction_id))
 
-    @put("/{rest:path}")
+    @put(BY_ID)
     async def execute_or_replace_data(
         self, request: Request[Any, Any, State], ledger: Ledger
     ) -> TransactionOut:
@@ -144,7 +147,7 @@ class TransactionController(Controller):
             )
         return await execute_transaction(ledger, tenant, transaction_id)
 
-    @delete("/{rest:path}", status_code=200)
+    @delete(BY_ID, status_code=200)
     async def cancel(self, request: Request[Any, Any, State], ledger: Ledger) -> TransactionOut:
         """Void a PENDING transaction or reverse a COMPLETED one."""
         transaction_id, suffix = split_rest(request.scope, PREFIX, ())
