@@ -114,7 +114,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 ttl_s=settings.idempotency_ttl_s,
                 in_flight_ttl_s=settings.idempotency_in_flight_ttl_s,
             ),
-            DefineMiddleware(cast(Any, FastPath), ledger=ledger),
+            DefineMiddleware(cast(Any, FastPath), ledger=ledger, store=store),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],

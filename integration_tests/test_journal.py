@@ -80,3 +80,40 @@ async def test_journal_is_append_only_in_the_database(
             await connection.execute(statement)
     finally:
         await connection.close()
+
+
+async def test_reads_answer_alike_whoever_parses_the_query(api: httpx.AsyncClient, uid, fund):
+    """Plain reads are answered by `FastPath`; a query string with anything to decode or
+    any other parameter goes to the route handler. Both answer the same."""
+    alice, nobody = uid("alice"), uid("nobody")
+    await fund(alice, "5")
+    await fund(alice, "7", "EUR")
+    pairs = [
+        (f"/v1/accounts/{alice}", f"/v1/accounts/{alice}?limit=5"),
+        (
+            f"/v1/accounts/{alice}/balances?at=2999-01-01T00:00:00Z&currency=EUR",
+            f"/v1/accounts/{alice}/balances?at=2999-01-01T00%3A00%3A00Z&currency=EUR",
+        ),
+        (f"/v1/accounts/{alice}/balances?at=nope", f"/v1/accounts/{alice}/balances?at=nop%65"),
+        (
+            f"/v1/accounts/{alice}/balances?currency=u$d",
+            f"/v1/accounts/{alice}/balances?currency=u%24d",
+        ),
+        (f"/v1/accounts/{nobody}/balances", f"/v1/accounts/{nobody}/balances?limit=1"),
+        (f"/v1/accounts/{nobody}", f"/v1/accounts/{nobody}?limit=1"),
+    ]
+    statuses = []
+    for plain, parsed in pairs:
+        fast, handled = await api.get(plain), await api.get(parsed)
+        assert fast.status_code == handled.status_code, (plain, fast.text, handled.text)
+        assert fast.headers["content-type"] == handled.headers["content-type"], plain
+        if fast.status_code == 200:
+            assert fast.json() == handled.json(), plain
+        else:
+            assert fast.json()["code"] == handled.json()["code"], plain
+        statuses.append(fast.status_code)
+    assert statuses == [200, 200, 400, 400, 404, 404]
+    balances = (await api.get(pairs[1][0])).json()
+    assert balances["balances"] == {
+        "EUR": {"posted": "7", "pending_in": "0", "pending_out": "0", "available": "7"}
+    }

@@ -26,7 +26,7 @@ from app.ledger.errors import InvalidRequest, NotFound
 from app.ledger.money import EXACT, check_currency, format_amount
 from app.ledger.rules import Rule
 from app.ledger.search import Page, Target, decode_body, parse_page
-from app.ledger.service import Ledger
+from app.ledger.service import Account, Ledger
 from app.models.search import search_accounts
 from app.models.store import PostgresStore
 
@@ -35,6 +35,7 @@ PAGE_LIMIT_DEFAULT = 100
 PREFIX = "/v1/accounts"
 # `/{id}` routes, and the fixed route whose name is a valid id too (see transactions).
 BY_ID = ["/{rest:path}", "/_search"]
+ACCOUNT_SUFFIXES = ("balances", "entries")
 
 
 def page_limit(value: str | None) -> int:
@@ -50,6 +51,30 @@ def decode_data(body: bytes) -> DataIn:
         return msgspec.json.decode(body, type=DataIn)
     except msgspec.DecodeError as exc:
         raise InvalidRequest(f"body: {exc}") from exc
+
+
+async def stored_account(store: PostgresStore, tenant: str, account_id: str) -> Account:
+    account = await store.account(tenant, account_id)
+    if account is None:
+        raise NotFound(f"no account {account_id}")
+    return account
+
+
+async def balances_at(
+    store: PostgresStore, tenant: str, account_id: str, at: str | None, currency: str | None
+) -> BalancesAtOut:
+    """`GET /{id}/balances`: as they stood at `at` (default: now), in one currency or all."""
+    if currency is not None:
+        check_currency(currency, "currency")
+    instant = utc_now() if at is None else parse_instant(at, "at")
+    rows = await store.balances_at(tenant, account_id, instant, currency)
+    if rows is None:
+        raise NotFound(f"no account {account_id}")
+    return BalancesAtOut(
+        account=account_id,
+        at=instant,
+        balances={r.currency: balance_out(r.posted, r.pending_in, r.pending_out) for r in rows},
+    )
 
 
 async def search_page(request: Request[Any, Any, State], target: Target) -> Page:
@@ -101,26 +126,14 @@ class AccountController(Controller):
     ) -> AccountOut | BalancesAtOut | EntriesOut:
         """An account; `/balances` as they stood at `at`; `/entries`, its journal."""
         tenant = tenant_of(request)
-        account_id, suffix = split_rest(request.scope, PREFIX, ("balances", "entries"))
+        account_id, suffix = split_rest(request.scope, PREFIX, ACCOUNT_SUFFIXES)
+        if suffix == "balances":
+            return await balances_at(store, tenant, account_id, at, currency)
         if currency is not None:
             check_currency(currency, "currency")
-        if suffix == "balances":
-            instant = utc_now() if at is None else parse_instant(at, "at")
-            rows = await store.balances_at(tenant, account_id, instant, currency)
-            if rows is None:
-                raise NotFound(f"no account {account_id}")
-            return BalancesAtOut(
-                account=account_id,
-                at=instant,
-                balances={
-                    r.currency: balance_out(r.posted, r.pending_in, r.pending_out) for r in rows
-                },
-            )
         # NOTE: the store, not the ledger: with two dependencies Litestar resolves them in
         # an anyio task group, two tasks per request.
-        account = await store.account(tenant, account_id)
-        if account is None:
-            raise NotFound(f"no account {account_id}")
+        account = await stored_account(store, tenant, account_id)
         if suffix == "entries":
             page, cursor = await store.entries(
                 tenant, account.id, currency, page_limit(limit), after
@@ -147,7 +160,7 @@ class AccountController(Controller):
 
     @put(BY_ID)
     async def replace_data(self, request: Request[Any, Any, State], ledger: Ledger) -> AccountOut:
-        account_id, suffix = split_rest(request.scope, PREFIX, ("balances", "entries"))
+        account_id, suffix = split_rest(request.scope, PREFIX, ACCOUNT_SUFFIXES)
         if suffix:
             raise NotFound("no such resource")
         body = decode_data(await request.body())
