@@ -85,10 +85,14 @@ async def test_journal_is_append_only_in_the_database(
 async def test_reads_answer_alike_whoever_parses_the_query(api: httpx.AsyncClient, uid, fund):
     """Plain reads are answered by `FastPath`; a query string with anything to decode or
     any other parameter goes to the route handler. Both answer the same."""
-    alice, nobody = uid("alice"), uid("nobody")
+    alice, nobody, tid = uid("alice"), uid("nobody"), uid("t")
     await fund(alice, "5")
     await fund(alice, "7", "EUR")
+    credit = {"id": tid, "type": "CREDIT", "account": alice, "currency": "USD", "amount": "1"}
+    assert (await api.post("/v1/transactions/immediate", json=credit)).status_code == 201
     pairs = [
+        (f"/v1/transactions/{tid}", f"/v1/transactions/{tid}?x=1"),
+        (f"/v1/transactions/{nobody}", f"/v1/transactions/{nobody}?x=1"),
         (f"/v1/accounts/{alice}", f"/v1/accounts/{alice}?limit=5"),
         (
             f"/v1/accounts/{alice}/balances?at=2999-01-01T00:00:00Z&currency=EUR",
@@ -112,8 +116,8 @@ async def test_reads_answer_alike_whoever_parses_the_query(api: httpx.AsyncClien
         else:
             assert fast.json()["code"] == handled.json()["code"], plain
         statuses.append(fast.status_code)
-    assert statuses == [200, 200, 400, 400, 404, 404]
-    balances = (await api.get(pairs[1][0])).json()
+    assert statuses == [200, 404, 200, 200, 400, 400, 404, 404]
+    balances = (await api.get(pairs[3][0])).json()
     assert balances["balances"] == {
         "EUR": {"posted": "7", "pending_in": "0", "pending_out": "0", "available": "7"}
     }

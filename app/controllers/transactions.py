@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 import msgspec
@@ -66,6 +66,11 @@ async def record_transaction(
         raise
     count_transactions(transaction.status.value)
     return transaction_out(transaction), 201 if created else 200
+
+
+async def read_transaction(ledger: Ledger, scope: Mapping[str, Any]) -> TransactionOut:
+    transaction_id, _ = split_rest(scope, PREFIX, ())
+    return transaction_out(await ledger.transaction(scope["state"]["tenant"], transaction_id))
 
 
 async def execute_transaction(ledger: Ledger, tenant: str, transaction_id: str) -> TransactionOut:
@@ -139,8 +144,7 @@ class TransactionController(Controller):
 
     @get(BY_ID)
     async def read(self, request: Request[Any, Any, State], ledger: Ledger) -> TransactionOut:
-        transaction_id, _ = split_rest(request.scope, PREFIX, ())
-        return transaction_out(await ledger.transaction(tenant_of(request), transaction_id))
+        return await read_transaction(ledger, request.scope)
 
     @put(BY_ID)
     async def execute_or_replace_data(
@@ -177,8 +181,9 @@ _encode_json = msgspec.json.Encoder()
 
 class FastPath:
     """The hottest routes without Litestar's handler pipeline: `POST /v1/transactions`,
-    `POST /v1/transactions/immediate`, `PUT /v1/transactions/{id}` (execute), and
-    `GET /v1/accounts/{id}` and `/{id}/balances` with plain query strings.
+    `POST /v1/transactions/immediate`, `PUT /v1/transactions/{id}` (execute),
+    `GET /v1/transactions/{id}`, and `GET /v1/accounts/{id}` and `/{id}/balances` with
+    plain query strings.
 
     The innermost middleware: routing, authentication, limits, idempotency and metrics
     have run. It answers what the route handlers would, calling the same functions;
@@ -214,6 +219,8 @@ class FastPath:
             work = self._execute(scope)
         elif method == "GET" and template == ACCOUNT_TEMPLATE:
             work = self._read_account(scope)
+        elif method == "GET" and template == EXECUTE_TEMPLATE and not scope.get("query_string"):
+            work = _ok(read_transaction(self.ledger, scope))
         if work is None:
             await self.app(scope, receive, send)
             return
