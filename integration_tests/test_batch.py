@@ -60,7 +60,8 @@ async def test_atomic_failure_records_nothing(api: httpx.AsyncClient, uid, fund,
         "pending_out": 0,
         "available": 10,
     }
-    assert (await balance(bob))["posted"] == 0
+    # Nothing at all is recorded: not even the account the batch would have created.
+    assert (await api.get(f"/v1/accounts/{bob}")).status_code == 404
     # The ids stay unused: the same batch, fixed, goes through.
     fixed = await api.post("/v1/transactions/batch", json={
         "mode": "immediate", "atomic": True,

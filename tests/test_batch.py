@@ -14,6 +14,7 @@ from app.ledger.batch import (
     head_keys,
     lock_keys,
     precheck,
+    unrecorded,
 )
 from app.ledger.documents import Draft, Line, Mode, Status
 from app.ledger.errors import Expired, InvalidState, NotFound, TransactionExists
@@ -155,3 +156,16 @@ def test_lock_and_head_keys_are_sorted_and_skip_prechecked_failures() -> None:
     assert checked[1].jobs[0].failure is not None
     assert checked[0].jobs[0].failure is None
     assert head_keys(checked, {}) == [("t", "b", "USD"), ("t", "z", "USD")]
+
+
+def test_accounts_created_for_documents_not_recorded_are_unrecorded() -> None:
+    """A failed atomic group records nothing; a FAILED document alone is recorded."""
+    failed_atomic = Group(create("1", "a", "x", "50").jobs + create("2", "a", "y", "1").jobs,
+                          atomic=True)  # fmt: skip
+    groups = [failed_atomic, create("3", "a", "z", "90"), create("4", "a", "y", "1")]
+    balances = {**heads(a="10"), **{("t", n, "USD"): Head(n, "USD", Rule.NON_NEGATIVE)
+                                    for n in ("x", "y", "z")}}  # fmt: skip
+    plan, results = apply_groups(groups, {}, balances, NOW)
+    assert [r.error is None for group in results for r in group] == [False, False, False, True]
+    created = [("t", "x"), ("t", "y"), ("t", "z")]
+    assert unrecorded(created, plan) == [("t", "x")]

@@ -147,6 +147,19 @@ class Plan:
         )
 
 
+def unrecorded(created: Iterable[tuple[str, str]], plan: Plan) -> list[tuple[str, str]]:
+    """The accounts (tenant, id) a batch created for its new documents that none of the
+    transactions it records names, sorted: those of an atomic group that failed, or of a
+    document refused without being recorded. Nothing of them may remain."""
+    named = {
+        (key[0], line.account)
+        for rows in (plan.inserts, plan.updates)
+        for key, row in rows.items()
+        for line in row.lines
+    }
+    return sorted(set(created) - named)
+
+
 def lock_keys(groups: Iterable[Group], taken: Iterable[TxnKey] = ()) -> list[TxnKey]:
     """The transaction rows a batch locks, sorted: the targets of its flips with their
     reversal ids, and the ids of new documents that were `taken` already."""

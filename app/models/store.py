@@ -29,6 +29,7 @@ from app.ledger.batch import (
     head_keys,
     lock_keys,
     precheck,
+    unrecorded,
 )
 from app.ledger.documents import WORLD, Line, Mode, Status
 from app.ledger.errors import InvalidRequest, Unavailable
@@ -133,11 +134,11 @@ SELECT f.tenant, f.account, f.currency,
        coalesce(f.balance_rule, n.balance_rule) AS balance_rule,
        coalesce(f.posted, 0) AS posted, coalesce(f.pending_in, 0) AS pending_in,
        coalesce(f.pending_out, 0) AS pending_out, coalesce(f.version, 0) AS version,
-       f.last_ts, NULL AS taken
+       f.last_ts, n.id IS NOT NULL AS created, NULL AS taken
 FROM found f
 LEFT JOIN new_accounts n ON n.tenant = f.tenant AND n.id = f.account
 UNION ALL
-SELECT tenant, NULL, NULL, NULL, 0, 0, 0, 0, NULL, id FROM taken
+SELECT tenant, NULL, NULL, NULL, 0, 0, 0, 0, NULL, false, id FROM taken
 """
 
 EVENTS = """(
@@ -220,6 +221,15 @@ WITH heads AS (
     SELECT v.tenant, v.account, v.timestamp, v.transaction_id
     FROM json_to_recordset(CAST(:postings AS json))
          AS v(tenant text, account text, timestamp timestamptz, transaction_id text)
+), unused AS (
+    -- Accounts this batch created that no recorded transaction names (`unrecorded`).
+    DELETE FROM accounts a
+    USING json_to_recordset(CAST(:unused AS json)) AS v(tenant text, account text)
+    WHERE a.tenant = v.tenant AND a.id = v.account
+), unused_balances AS (
+    DELETE FROM balances b
+    USING json_to_recordset(CAST(:unused AS json)) AS v(tenant text, account text)
+    WHERE b.tenant = v.tenant AND b.account = v.account AND b.version = 0
 )
 SELECT twofold_expect_recorded(count(*), :expected) FROM inserted
 """
@@ -542,6 +552,7 @@ class PostgresStore:
         claimed = claimed_heads(groups)
         known: dict[HeadKey, Head] = {}
         taken: list[TxnKey] = []
+        created: set[tuple[str, str]] = set()
         if claimed:
             read = await connection.execute(
                 ENSURE_AND_READ_HEADS,
@@ -553,6 +564,8 @@ class PostgresStore:
                     taken.append((r["tenant"], r["taken"]))
                 elif r["balance_rule"]:
                     known[_head_key(r)] = head_from_row(r)
+                if r["created"]:
+                    created.add((r["tenant"], r["account"]))
         # 2. Lock the transaction rows, sorted: concurrent flips of one transaction
         #    queue here, and a taken id's document is answered from its row.
         txn_keys = lock_keys(groups, taken)
@@ -574,7 +587,7 @@ class PostgresStore:
         if now is None:
             now = (await connection.execute("SELECT clock_timestamp()")).scalar()
         plan, results = apply_groups(groups, rows, heads, now)
-        await _write_and_commit(connection, plan)
+        await _write_and_commit(connection, plan, unrecorded(created, plan))
         return results
 
     async def transaction(self, tenant: str, transaction_id: str) -> Transaction | None:
@@ -784,7 +797,9 @@ async def _prepare_writer(connection: asyncpg.Connection) -> None:
     await connection.execute(PREPARE_WRITE)
 
 
-async def _write_and_commit(connection: Connection, plan: Plan) -> None:
+async def _write_and_commit(
+    connection: Connection, plan: Plan, unused: Sequence[tuple[str, str]]
+) -> None:
     """Write a plan and commit, in one round trip: a simple query of two statements,
     the prepared write with its JSON texts as dollar-quoted literals, then COMMIT.
 
@@ -792,7 +807,11 @@ async def _write_and_commit(connection: Connection, plan: Plan) -> None:
     locks; sending them apart, a hot row stayed locked while the event loop came back to
     the batch between them.
     """
-    params: dict[str, Any] = {**_plan_params(plan), "expected": len(plan.inserts)}
+    params: dict[str, Any] = {
+        **_plan_params(plan),
+        "unused": _json_rows([{"tenant": t, "account": a} for t, a in unused]),
+        "expected": len(plan.inserts),
+    }
     values = [params[name] for name in _WRITE_PARAMS]
     texts = [v for v in values if isinstance(v, str)]
     tag = _dollar_tag(texts)
