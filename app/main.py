@@ -19,8 +19,9 @@ from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
 from redis.asyncio import Redis
 
 from app.controllers.accounts import AccountController
+from app.controllers.fastpath import FastPath
 from app.controllers.service import ServiceController
-from app.controllers.transactions import FastPath, TransactionController
+from app.controllers.transactions import TransactionController
 from app.ledger.batcher import Batcher
 from app.ledger.service import Ledger
 from app.metrics import RequestMetrics, observe_batch

@@ -2,31 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-import msgspec
 from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.datastructures import State
 
-from app.controllers.accounts import (
-    ACCOUNT_SUFFIXES,
-    balances_at,
-    decode_data,
-    search_page,
-    stored_account,
-)
-from app.controllers.accounts import PREFIX as ACCOUNTS
+from app.controllers.accounts import decode_data, search_page
 from app.controllers.paths import split_rest, tenant_of
 from app.controllers.schemas import (
     BATCH_TRANSACTIONS_MAX,
-    AccountOut,
     BatchIn,
     BatchOut,
     TransactionIn,
     TransactionOut,
     TransactionsOut,
-    account_out,
     batch_out,
     transaction_out,
     utc_now,
@@ -37,10 +27,8 @@ from app.ledger.errors import InvalidRequest, LedgerError, NotFound, Transaction
 from app.ledger.search import Target
 from app.ledger.service import Ledger
 from app.metrics import count_transactions
-from app.middleware import ASGIApp, Receive, Scope, Send, read_body, replaying, send_raw
 from app.models.search import search_transactions
 from app.models.store import PostgresStore
-from app.problems import PROBLEM_MEDIA_TYPE, ledger_problem
 
 PREFIX = "/v1/transactions"
 # `/{id}` routes, and the fixed routes whose names are valid ids too: without them a
@@ -169,119 +157,3 @@ class TransactionController(Controller):
         transaction = await ledger.cancel(tenant_of(request), transaction_id)
         count_transactions(transaction.status.value)
         return transaction_out(transaction)
-
-
-# The requests `FastPath` answers, by method and route template.
-CREATE_MODES = {PREFIX: Mode.PENDING, PREFIX + "/immediate": Mode.IMMEDIATE}
-EXECUTE_TEMPLATE = PREFIX + "/{rest}"  # as Litestar writes `/{rest:path}`
-ACCOUNT_TEMPLATE = ACCOUNTS + "/{rest}"
-_decode_json = msgspec.json.Decoder()
-_encode_json = msgspec.json.Encoder()
-
-
-class FastPath:
-    """The hottest routes without Litestar's handler pipeline: `POST /v1/transactions`,
-    `POST /v1/transactions/immediate`, `PUT /v1/transactions/{id}` (execute),
-    `GET /v1/transactions/{id}`, and `GET /v1/accounts/{id}` and `/{id}/balances` with
-    plain query strings.
-
-    The innermost middleware: routing, authentication, limits, idempotency and metrics
-    have run. It answers what the route handlers would, calling the same functions;
-    a create body that does not decode into `TransactionIn` (as Litestar decodes it:
-    JSON, then a lax conversion), or a query string with anything to decode or any other
-    parameter, goes on to the handler, which answers it as before. The handlers stay,
-    for those, for `PUT /{id}/data`, the journal and the OpenAPI schema.
-
-    NOTE: measured under `uniform` (bench/harness.py, alternating runs): the service's
-    CPU per transfer 439-462 -> 312-320 us, 2,460-2,620 -> 3,140-3,250 transfers/s;
-    Litestar's request and response objects were most of the difference.
-    """
-
-    def __init__(self, app: ASGIApp, ledger: Ledger, store: PostgresStore) -> None:
-        self.app = app
-        self.ledger = ledger
-        self.store = store
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        template = scope.get("path_template", "") if scope["type"] == "http" else ""
-        method = scope.get("method")
-        work: Awaitable[tuple[msgspec.Struct, int]] | None = None
-        if method == "POST" and template in CREATE_MODES:
-            body = await read_body(receive)
-            try:
-                data = msgspec.convert(_decode_json.decode(body), TransactionIn, strict=False)
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                await self.app(scope, replaying(body), send)
-                return
-            tenant, mode = scope["state"]["tenant"], CREATE_MODES[template]
-            work = record_transaction(self.ledger, tenant, data, mode)
-        elif method == "PUT" and template == EXECUTE_TEMPLATE and not _data_suffix(scope):
-            work = self._execute(scope)
-        elif method == "GET" and template == ACCOUNT_TEMPLATE:
-            work = self._read_account(scope)
-        elif method == "GET" and template == EXECUTE_TEMPLATE and not scope.get("query_string"):
-            work = _ok(read_transaction(self.ledger, scope))
-        if work is None:
-            await self.app(scope, receive, send)
-            return
-        try:
-            answer, status = await work
-        except LedgerError as exc:
-            status, problem, headers = ledger_problem(exc)
-            await send_raw(send, status, problem, PROBLEM_MEDIA_TYPE, headers)
-            return
-        await send_raw(send, status, _encode_json.encode(answer), "application/json")
-
-    async def _execute(self, scope: Scope) -> tuple[TransactionOut, int]:
-        transaction_id, _ = split_rest(scope, PREFIX, ())
-        answer = await execute_transaction(self.ledger, scope["state"]["tenant"], transaction_id)
-        return answer, 200
-
-    def _read_account(self, scope: Scope) -> Awaitable[tuple[msgspec.Struct, int]] | None:
-        """An account, or its balances; None for what the route handler answers."""
-        query = _plain_query(scope.get("query_string", b""), ("at", "currency"))
-        if query is None:
-            return None
-        try:
-            account_id, suffix = split_rest(scope, ACCOUNTS, ACCOUNT_SUFFIXES)
-        except NotFound:
-            return None
-        tenant = scope["state"]["tenant"]
-        if suffix == "balances":
-            at, currency = query.get("at"), query.get("currency")
-            return _ok(balances_at(self.store, tenant, account_id, at, currency))
-        if suffix == "" and not query:
-            return _ok(_account(self.store, tenant, account_id))
-        return None
-
-
-async def _ok(work: Awaitable[msgspec.Struct]) -> tuple[msgspec.Struct, int]:
-    return await work, 200
-
-
-async def _account(store: PostgresStore, tenant: str, account_id: str) -> AccountOut:
-    return account_out(await stored_account(store, tenant, account_id))
-
-
-def _plain_query(query: bytes, names: tuple[str, ...]) -> dict[str, str] | None:
-    """`names`, each at most once, with nothing to decode (no `%` or `+`); None for any
-    other query string, which Litestar parses."""
-    if not query:
-        return {}
-    if b"%" in query or b"+" in query:
-        return None
-    params: dict[str, str] = {}
-    for part in query.decode("latin-1").split("&"):
-        name, equals, value = part.partition("=")
-        if not equals or name not in names or name in params:
-            return None
-        params[name] = value
-    return params
-
-
-def _data_suffix(scope: Scope) -> bool:
-    """`PUT /v1/transactions/{id}/data` (or a path without an id): the route handler's."""
-    try:
-        return split_rest(scope, PREFIX, ("data",))[1] == "data"
-    except NotFound:
-        return True
