@@ -162,3 +162,28 @@ async def test_concurrent_creates_of_one_id_apply_once(api: httpx.AsyncClient, u
     assert sorted(r.status_code for r in responses) == [200] * 19 + [201]
     assert (await balance(alice))["posted"] == 7
     assert (await balance(bob))["posted"] == 3
+
+
+async def test_failed_atomic_batches_beside_credits_to_the_same_new_account(
+    api: httpx.AsyncClient, uid, balance
+):
+    """Failed atomic batches take away the account they created, while other requests
+    in flight create and credit it: it ends existing, with exactly their credits."""
+    poor, target = uid("poor"), uid("target")
+    doomed = {"mode": "immediate", "atomic": True, "transactions": [
+        {"type": "CREDIT", "account": target, "currency": "USD", "amount": "1"},
+        {"type": "DEBIT", "account": poor, "currency": "USD", "amount": "1"},
+    ]}  # fmt: skip
+    credit = {"type": "CREDIT", "account": target, "currency": "USD", "amount": "1"}
+    requests = [("batch", doomed)] * 30 + [("immediate", credit)] * 30
+    random.shuffle(requests)
+    responses = await asyncio.gather(
+        *(api.post(f"/v1/transactions/{route}", json=body) for route, body in requests)
+    )
+    assert Counter(r.status_code for r in responses) == {200: 30, 201: 30}
+    for (route, _), response in zip(requests, responses, strict=True):
+        if route == "batch":
+            codes = [item.get("code") for item in response.json()["results"]]
+            assert codes == ["batch_failed", "insufficient_funds"]
+    assert (await balance(target))["posted"] == 30
+    assert (await api.get(f"/v1/accounts/{poor}")).status_code == 404
