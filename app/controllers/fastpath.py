@@ -67,10 +67,11 @@ class FastPath:
                 return
             tenant, mode = scope["state"]["tenant"], CREATE_MODES[template]
             work = record_transaction(self.ledger, tenant, data, mode)
-        elif method == "PUT" and template == TRANSACTION_TEMPLATE and not _data_suffix(scope):
-            transaction_id, _ = split_rest(scope, TRANSACTIONS, ())
-            tenant = scope["state"]["tenant"]
-            work = _ok(execute_transaction(self.ledger, tenant, transaction_id))
+        elif method == "PUT" and template == TRANSACTION_TEMPLATE:
+            transaction_id = _execute_target(scope)
+            if transaction_id is not None:
+                tenant = scope["state"]["tenant"]
+                work = _ok(execute_transaction(self.ledger, tenant, transaction_id))
         elif method == "GET" and template == ACCOUNT_TEMPLATE:
             work = self._read_account(scope)
         elif method == "GET" and template == TRANSACTION_TEMPLATE and not scope.get("query_string"):
@@ -128,9 +129,11 @@ def _plain_query(query: bytes, names: tuple[str, ...]) -> dict[str, str] | None:
     return params
 
 
-def _data_suffix(scope: Scope) -> bool:
-    """`PUT /v1/transactions/{id}/data` (or a path without an id): the route handler's."""
+def _execute_target(scope: Scope) -> str | None:
+    """The id `PUT /v1/transactions/{id}` executes; None for `/{id}/data` or a path
+    without an id, which the route handler answers."""
     try:
-        return split_rest(scope, TRANSACTIONS, ("data",))[1] == "data"
+        transaction_id, suffix = split_rest(scope, TRANSACTIONS, ("data",))
     except NotFound:
-        return True
+        return None
+    return None if suffix else transaction_id

@@ -226,10 +226,10 @@ WITH heads AS (
     DELETE FROM accounts a
     USING json_to_recordset(CAST(:unused AS json)) AS v(tenant text, account text)
     WHERE a.tenant = v.tenant AND a.id = v.account
+    RETURNING a.tenant, a.id
 ), unused_balances AS (
-    DELETE FROM balances b
-    USING json_to_recordset(CAST(:unused AS json)) AS v(tenant text, account text)
-    WHERE b.tenant = v.tenant AND b.account = v.account AND b.version = 0
+    DELETE FROM balances b USING unused u
+    WHERE b.tenant = u.tenant AND b.account = u.id AND b.version = 0
 )
 SELECT twofold_expect_recorded(count(*), :expected) FROM inserted
 """
@@ -574,7 +574,8 @@ class PostgresStore:
             found = await connection.execute(LOCK_TRANSACTIONS, {"transactions": _keys(txn_keys)})
             rows = {(r["tenant"], r["id"]): transaction_from_row(r, r["events"]) for r in found}
         # A new document that cannot fit the committed heads fails without a balance lock.
-        groups = precheck(groups, rows, known)
+        if known:
+            groups = precheck(groups, rows, known)
         # 3. Lock the balance heads in sorted key order, so no two batches deadlock, and
         #    read the clock once they are held.
         keys = head_keys(groups, rows)
