@@ -25,7 +25,7 @@ from app.controllers.transactions import TransactionController
 from app.ledger.batcher import Batcher
 from app.ledger.service import Ledger
 from app.metrics import RequestMetrics, observe_batch
-from app.middleware import Authentication, BodyLimit, Idempotency
+from app.middleware import Authentication, BodyLimit, Idempotency, Options
 from app.models.store import PostgresStore
 from app.problems import EXCEPTION_HANDLERS
 from app.settings import Settings
@@ -72,7 +72,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     batcher = Batcher(
         store.run_batch, settings.batch_size_max, settings.batch_wait_ms, observe_batch
     )
-    ledger = Ledger(store, batcher, clock=lambda: datetime.now(UTC))
+    ledger = Ledger(store, batcher, clock=lambda: datetime.now(UTC), limits=settings.limits)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -103,6 +103,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         # NOTE: these speak raw ASGI with plain dicts; Litestar's TypedDicts are narrower.
         middleware=[
             DefineMiddleware(cast(Any, RequestMetrics)),
+            DefineMiddleware(cast(Any, Options)),
             DefineMiddleware(
                 cast(Any, BodyLimit),
                 body_size_max=settings.body_size_max,

@@ -144,7 +144,10 @@ def http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]
         return problem_response("unavailable", str(exc.detail), status=status)
     if status == 400:
         return _bad_body(str(exc.detail))
-    return problem_response("invalid_request", str(exc.detail), status=status)
+    # A 405 keeps the `Allow` header the router put on it.
+    return problem_response(
+        "invalid_request", str(exc.detail), status=status, headers=dict(exc.headers or {})
+    )
 
 
 def internal_error(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:

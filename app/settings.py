@@ -6,9 +6,12 @@ import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import msgspec
+
+from app.ledger.documents import Limits
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +85,17 @@ class Settings:
     expiry_sweep_interval_s: float = 1.0
     batch_size_max: int = 256
     batch_wait_ms: float = 1.0
+    timestamp_skew_s: float = 5.0
+    json_depth_max: int = 64
+    write_queue_max: int = 4096
+    rate_limit_per_s: float = 0.0
+    rate_limit_burst: int = 0
     data_dir: str = ".data"
     log_level: str = "info"
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(timedelta(seconds=self.timestamp_skew_s), self.json_depth_max)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -109,6 +121,11 @@ class Settings:
             expiry_sweep_interval_s=float(e.get("EXPIRY_SWEEP_INTERVAL_S", "1")),
             batch_size_max=int(e.get("BATCH_SIZE_MAX", "256")),
             batch_wait_ms=float(e.get("BATCH_WAIT_MS", "1")),
+            timestamp_skew_s=float(e.get("TIMESTAMP_SKEW_S", "5")),
+            json_depth_max=int(e.get("JSON_DEPTH_MAX", "64")),
+            write_queue_max=int(e.get("WRITE_QUEUE_MAX", "4096")),
+            rate_limit_per_s=float(e.get("RATE_LIMIT_PER_S", "0")),
+            rate_limit_burst=int(e.get("RATE_LIMIT_BURST", "0")),
             data_dir=e.get("DATA_DIR", ".data"),
             log_level=e.get("LOG_LEVEL", "info"),
         )

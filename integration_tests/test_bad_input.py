@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import httpx
 import pytest
 
@@ -136,3 +138,112 @@ async def test_bad_query_parameters(api: httpx.AsyncClient, uid, fund, query: st
     response = await api.get(f"/v1/accounts/{account}/{path}?{query}")
     assert response.status_code == 400, response.text
     assert response.json()["code"] == "invalid_request"
+
+
+@pytest.mark.parametrize(
+    "amount", ["1_0", "\uff11\uff10", "\u0661\u0660", " 1", "1 ", "1e1", "0x1"]
+)
+@pytest.mark.parametrize("route", ["/v1/transactions", "/v1/transactions/immediate"])
+async def test_amounts_are_plain_ascii(api: httpx.AsyncClient, uid, route: str, amount: str):
+    """`Decimal()` reads all of these; an amount is ASCII digits, a sign, one point."""
+    account = uid("lenient")
+    for body in (
+        {"type": "CREDIT", "account": account, "currency": "USD", "amount": amount},
+        {"lines": [line(account, amount=amount), line("bad-b", amount="-10")]},
+    ):
+        response = await api.post(route, json=body)
+        assert response.status_code == 400, response.text
+        assert response.json()["code"] == "invalid_amount"
+    assert (await api.get(f"/v1/accounts/{account}")).status_code == 404
+
+
+async def test_a_json_number_is_read_from_its_exact_text(api: httpx.AsyncClient, uid, balance):
+    account = uid("exact")
+    raw = (
+        b'{"type": "CREDIT", "account": "' + account.encode() + b'", "currency": "USD",'
+        b' "amount": 12345678901234567890.123456789012345678}'
+    )
+    response = await api.post(
+        "/v1/transactions/immediate", content=raw, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 201, response.text
+    assert (await balance(account))["posted"] == Decimal("12345678901234567890.123456789012345678")
+
+
+def nested(depth: int) -> str:
+    """`depth` levels of JSON lists around a number."""
+    return "[" * depth + "1" + "]" * depth
+
+
+async def test_nul_characters_are_400_and_write_nothing(api: httpx.AsyncClient, uid, fund):
+    account, tid = uid("nul"), uid("nul-t")
+    await fund(account, "5")
+    created = await api.post(
+        "/v1/transactions",
+        json={"id": tid, "lines": [line(account, amount="-1"), line(uid("to"), amount="1")],
+              "data": {"note": "a\u0000b"}},
+    )  # fmt: skip
+    assert created.status_code == 400, created.text
+    assert created.json()["errors"][0]["path"] == "data.note"
+    assert (await api.get(f"/v1/transactions/{tid}")).status_code == 404
+    for method, path, body in [
+        ("POST", "/v1/accounts", {"id": uid("a"), "data": {"k\u0000": 1}}),
+        ("PUT", f"/v1/accounts/{account}", {"data": {"k": "\u0000"}}),
+        ("GET", "/v1/accounts/a%00b", None),
+        ("GET", "/v1/accounts/a%00b/balances", None),
+        ("GET", "/v1/transactions/a%00b", None),
+        ("PUT", "/v1/transactions/a%00b", None),
+        ("DELETE", "/v1/transactions/a%00b", None),
+        ("PUT", "/v1/transactions/a%00b/data", {"data": {}}),
+        ("GET", "/v1/transactions?account=a%00b", None),
+        ("POST", "/v1/transactions/_search",
+         {"query": {"must": {"fields": [{"id": {"like": "a\u0000%"}}]}}}),
+        ("POST", "/v1/accounts/_search", {"query": {"must": {"terms": [{"k": "\u0000"}]}}}),
+    ]:  # fmt: skip
+        response = await api.request(method, path, json=body)
+        assert response.status_code == 400, (method, path, response.text)
+    assert (await api.get(f"/v1/accounts/{account}")).json()["data"] == {}
+
+
+async def test_deep_json_is_400_never_a_500(api: httpx.AsyncClient, uid):
+    deep = nested(10_000)
+    tid = uid("deep")
+    for path, text in [
+        ("/v1/transactions", '{"id": "%s", "type": "CREDIT", "account": "x", "currency": "USD",'
+         ' "amount": "1", "data": {"k": %s}}' % (tid, deep)),
+        ("/v1/transactions/immediate", deep),
+        ("/v1/transactions/batch", '{"transactions": %s}' % deep),
+        ("/v1/accounts", '{"data": {"k": %s}}' % deep),
+        ("/v1/transactions/_search", '{"query": {"must": {"terms": [{"k": %s}]}}}' % deep),
+    ]:  # fmt: skip
+        response = await api.post(path, content=text, headers={"content-type": "application/json"})
+        assert response.status_code == 400, (path, response.text)
+    assert (await api.get(f"/v1/transactions/{tid}")).status_code == 404
+
+
+async def test_data_may_nest_64_levels_from_the_body_and_no_more(api: httpx.AsyncClient, uid):
+    # The body is level 1 and `data` level 2: 62 lists inside `data.k` reach level 64.
+    for depth, status in ((62, 201), (63, 400)):
+        text = '{"id": "%s", "data": {"k": %s}}' % (uid("depth"), nested(depth))
+        response = await api.post(
+            "/v1/accounts", content=text, headers={"content-type": "application/json"}
+        )
+        assert response.status_code == status, (depth, response.text)
+
+
+async def test_errors_name_the_field_the_client_sent(api: httpx.AsyncClient, uid):
+    response = await api.post("/v1/transactions", json={"lines": LINES_OK, "extra": 1})
+    assert response.json()["errors"] == [{"path": "extra", "message": "unknown field"}]
+    response = await api.post(
+        "/v1/transactions", json={"lines": [{**line(), "memo": "typo"}, line("bad-b", amount="-1")]}
+    )
+    assert response.json()["errors"][0]["path"] == "lines[0].memo"
+    shorthand = {"type": "CREDIT", "account": "ok", "currency": "USD", "amount": "1"}
+    for field, value in (("account", "a b"), ("counterparty", "c d"), ("currency", "U S")):
+        response = await api.post("/v1/transactions", json={**shorthand, field: value})
+        assert response.status_code == 400
+        assert response.json()["errors"][0]["path"] == field, response.text
+    response = await api.post("/v1/transactions", json={**shorthand, "amount": "1_0"})
+    assert response.json()["errors"][0]["path"] == "amount"
+    response = await api.post("/v1/transactions", json={"lines": [line(), line(amount="x")]})
+    assert response.json()["errors"][0]["path"] == "lines[1].amount"

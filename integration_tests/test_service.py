@@ -46,6 +46,18 @@ async def test_health_ready_schema(anonymous: httpx.AsyncClient):
         assert (await anonymous.get(page)).status_code == 200
 
 
+async def test_options_and_405_name_the_methods(api: httpx.AsyncClient):
+    options = await api.options("/v1/accounts")
+    assert options.status_code == 204
+    assert set(options.headers["allow"].split(", ")) == {"GET", "POST", "OPTIONS"}
+    options = await api.options("/v1/transactions/x")
+    assert set(options.headers["allow"].split(", ")) == {"GET", "PUT", "DELETE", "OPTIONS"}
+    refused = await api.patch("/v1/accounts")
+    assert refused.status_code == 405
+    assert refused.json()["code"] == "invalid_request"
+    assert set(refused.headers["allow"].split(", ")) == {"GET", "POST", "OPTIONS"}
+
+
 async def test_unknown_route_is_404_problem(api: httpx.AsyncClient):
     response = await api.get("/v1/nothing-here")
     assert response.status_code == 404

@@ -320,6 +320,74 @@ async def test_expires_at_in_the_past_is_refused(api: httpx.AsyncClient, uid):
     assert response.json()["code"] == "invalid_request"
 
 
+async def test_a_future_timestamp_is_refused_and_records_nothing(
+    api: httpx.AsyncClient, uid, balance
+):
+    """A timestamp in the future would stamp every later transaction of its accounts
+    after it, and hide them from balances "now" and from searches up to now."""
+    account, tid = uid("zed"), uid("future")
+    body = {"id": tid, "type": "CREDIT", "account": account, "currency": "USD", "amount": "1"}
+    for route in ("/v1/transactions", "/v1/transactions/immediate"):
+        response = await api.post(route, json={**body, "timestamp": "2099-01-01T00:00:00Z"})
+        assert response.status_code == 400, response.text
+        assert response.json()["code"] == "invalid_request"
+        assert response.json()["errors"][0]["path"] == "timestamp"
+    batch = await api.post(
+        "/v1/transactions/batch",
+        json={"mode": "immediate", "transactions": [{**body, "timestamp": "2099-01-01T00:00:00Z"}]},
+    )
+    assert batch.json()["results"] == [{"id": tid, "status": "FAILED", "code": "invalid_request"}]
+    assert (await api.get(f"/v1/transactions/{tid}")).status_code == 404
+    assert (await api.get(f"/v1/accounts/{account}")).status_code == 404
+    # Within the skew (5 s by default) a client's clock may run a little ahead.
+    soon = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
+    response = await api.post("/v1/transactions/immediate", json={**body, "timestamp": soon})
+    assert response.status_code == 201, response.text
+    assert (await balance(account))["posted"] == 1
+
+
+async def test_a_failed_transaction_creates_no_account(api: httpx.AsyncClient, uid):
+    """The migration of API.md: a refused back-dated transfer leaves `opening` free for
+    the explicit create with rule `any` that the contract recommends."""
+    opening, alice, tid = uid("opening"), uid("alice"), uid("migrate")
+    failed = await api.post(
+        "/v1/transactions/immediate",
+        json={**transfer(tid, opening, alice, "100"), "timestamp": "2020-01-01T00:00:00Z"},
+    )
+    assert failed.status_code == 422
+    assert failed.json()["code"] == "insufficient_funds"
+    assert (await api.get(f"/v1/transactions/{tid}")).json()["status"] == "FAILED"
+    for account in (opening, alice):
+        assert (await api.get(f"/v1/accounts/{account}")).status_code == 404
+    created = await api.post("/v1/accounts", json={"id": opening, "balance_rule": "any"})
+    assert created.status_code == 201, created.text
+    retry = await api.post(
+        "/v1/transactions/immediate",
+        json={
+            **transfer(uid("migrate"), opening, alice, "100"),
+            "timestamp": "2020-01-01T00:00:00Z",
+        },
+    )
+    assert retry.status_code == 201, retry.text
+
+
+async def test_an_overflowing_balance_names_no_available_or_required(api: httpx.AsyncClient, uid):
+    big = "99999999999999999999"
+    account, source = uid("big"), uid("source")
+    for name in (account, source):
+        await api.post("/v1/accounts", json={"id": name, "balance_rule": "any"})
+    credit = {"type": "CREDIT", "account": account, "currency": "USD", "amount": big,
+              "counterparty": source}  # fmt: skip
+    first = await api.post("/v1/transactions/immediate", json=credit)
+    assert first.status_code == 201, first.text
+    response = await api.post("/v1/transactions/immediate", json=credit)
+    assert response.status_code == 400, response.text
+    problem = response.json()
+    assert (problem["code"], problem["account"]) == ("invalid_amount", source)
+    assert "available" not in problem
+    assert "required" not in problem
+
+
 async def test_back_dated_timestamp_and_out_of_order(api: httpx.AsyncClient, uid, balance):
     opening, alice = uid("opening"), uid("alice")
     await api.post("/v1/accounts", json={"id": opening, "balance_rule": "any"})

@@ -158,8 +158,9 @@ def test_lock_and_head_keys_are_sorted_and_skip_prechecked_failures() -> None:
     assert head_keys(checked, {}) == [("t", "b", "USD"), ("t", "z", "USD")]
 
 
-def test_accounts_created_for_documents_not_recorded_are_unrecorded() -> None:
-    """A failed atomic group records nothing; a FAILED document alone is recorded."""
+def test_accounts_created_for_documents_not_applied_are_unrecorded() -> None:
+    """A failed atomic group records nothing; a FAILED document alone is recorded, but
+    creates no account: only applied transactions do."""
     failed_atomic = Group(create("1", "a", "x", "50").jobs + create("2", "a", "y", "1").jobs,
                           atomic=True)  # fmt: skip
     groups = [failed_atomic, create("3", "a", "z", "90"), create("4", "a", "y", "1")]
@@ -168,4 +169,4 @@ def test_accounts_created_for_documents_not_recorded_are_unrecorded() -> None:
     plan, results = apply_groups(groups, {}, balances, NOW)
     assert [r.error is None for group in results for r in group] == [False, False, False, True]
     created = [("t", "x"), ("t", "y"), ("t", "z")]
-    assert unrecorded(created, plan) == [("t", "x")]
+    assert unrecorded(created, plan) == [("t", "x"), ("t", "z")]

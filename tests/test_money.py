@@ -5,7 +5,7 @@ from decimal import Decimal
 import pytest
 
 from app.ledger.errors import InvalidAmount, InvalidRequest
-from app.ledger.money import check_currency, check_id, format_amount, parse_amount
+from app.ledger.money import check_currency, check_id, check_json, format_amount, parse_amount
 
 
 @pytest.mark.parametrize(
@@ -15,7 +15,7 @@ from app.ledger.money import check_currency, check_id, format_amount, parse_amou
         ("-3", Decimal(-3)),
         ("+7", Decimal(7)),
         (".5", Decimal("0.5")),
-        ("1e3", Decimal(1000)),
+        ("5.", Decimal(5)),
         (42, Decimal(42)),
         (Decimal("0.1"), Decimal("0.1")),
         (
@@ -42,6 +42,13 @@ def test_parse_amount_exact(value: object, expected: Decimal) -> None:
         "Infinity",
         "-inf",
         "1_000",
+        "1_0",
+        "1e3",
+        "\uff11\uff10",  # full-width 10
+        "\u0661\u0660",  # Arabic-Indic 10
+        "1.2.3",
+        "--1",
+        "1\n",
         " 1",
         "1 ",
         "",
@@ -94,7 +101,20 @@ def test_id_ok(value: str) -> None:
     check_id(value, "id")
 
 
-@pytest.mark.parametrize("value", ["", "x" * 129, "has space", "é", "a?b", "a#b"])
+@pytest.mark.parametrize("value", ["", "x" * 129, "has space", "é", "a?b", "a#b", "a\n", "a\x00b"])
 def test_id_rejected(value: str) -> None:
     with pytest.raises(InvalidRequest):
         check_id(value, "id")
+
+
+def test_check_json_refuses_nul_and_depth_past_the_limit() -> None:
+    nested: object = "x"
+    for _ in range(64):
+        nested = [nested]
+    check_json(nested, "data", 64)  # 64 levels of lists: the limit
+    with pytest.raises(InvalidRequest, match="deeper than 64"):
+        check_json([nested], "data", 64)
+    with pytest.raises(InvalidRequest, match=r"data\.k\[1\]: a NUL"):
+        check_json({"k": ["ok", "a\x00"]}, "data")
+    with pytest.raises(InvalidRequest, match="NUL"):
+        check_json({"a\x00": 1}, "data")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
 from litestar import Controller, Request, Response, get, post, put
 from litestar.datastructures import State
 
@@ -19,13 +18,15 @@ from app.controllers.schemas import (
     EntryOut,
     account_out,
     balance_out,
+    decode_body,
     utc_now,
 )
 from app.ledger.documents import new_id, parse_instant
 from app.ledger.errors import InvalidRequest, NotFound
 from app.ledger.money import EXACT, check_currency, format_amount
 from app.ledger.rules import Rule
-from app.ledger.search import Page, Target, decode_body, parse_page
+from app.ledger.search import Page, Target, parse_page
+from app.ledger.search import decode_body as decode_query
 from app.ledger.service import Account, Ledger
 from app.models.search import search_accounts
 from app.models.store import PostgresStore
@@ -44,13 +45,6 @@ def page_limit(value: str | None) -> int:
     if not value.isdigit() or not 1 <= int(value) <= PAGE_LIMIT_MAX:
         raise InvalidRequest(f"limit: a whole number from 1 to {PAGE_LIMIT_MAX}")
     return int(value)
-
-
-def decode_data(body: bytes) -> DataIn:
-    try:
-        return msgspec.json.decode(body, type=DataIn)
-    except msgspec.DecodeError as exc:
-        raise InvalidRequest(f"body: {exc}") from exc
 
 
 async def stored_account(store: PostgresStore, tenant: str, account_id: str) -> Account:
@@ -77,14 +71,14 @@ async def balances_at(
     )
 
 
-async def search_page(request: Request[Any, Any, State], target: Target) -> Page:
+async def search_page(request: Request[Any, Any, State], target: Target, depth_max: int) -> Page:
     """The query from the body (GET or POST) and the query-string shortcuts."""
-    body = decode_body(await request.body())
-    return parse_page(target, body, dict(request.query_params))
+    body = decode_query(await request.body())
+    return parse_page(target, body, dict(request.query_params), depth_max)
 
 
 async def _search(request: Request[Any, Any, State], store: PostgresStore) -> AccountsOut:
-    page = await search_page(request, Target.ACCOUNTS)
+    page = await search_page(request, Target.ACCOUNTS, store.settings.json_depth_max)
     accounts, cursor = await search_accounts(store, tenant_of(request), page)
     return AccountsOut(items=[account_out(a) for a in accounts], next=cursor)
 
@@ -106,8 +100,9 @@ class AccountController(Controller):
 
     @post("/", status_code=201)
     async def create(
-        self, request: Request[Any, Any, State], data: AccountIn, ledger: Ledger
+        self, request: Request[Any, Any, State], ledger: Ledger
     ) -> Response[AccountOut]:
+        data = decode_body(await request.body(), AccountIn)
         account_id = new_id() if data.id is None else data.id
         account, created = await ledger.create_account(
             tenant_of(request), account_id, Rule(data.balance_rule), data.data
@@ -163,7 +158,7 @@ class AccountController(Controller):
         account_id, suffix = split_rest(request.scope, PREFIX, ACCOUNT_SUFFIXES)
         if suffix:
             raise NotFound("no such resource")
-        body = decode_data(await request.body())
+        body = decode_body(await request.body(), DataIn)
         return account_out(
             await ledger.replace_account_data(tenant_of(request), account_id, body.data)
         )

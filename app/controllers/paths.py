@@ -9,6 +9,7 @@ from urllib.parse import unquote
 from litestar import Request
 
 from app.ledger.errors import NotFound
+from app.ledger.money import check_id
 
 
 def split_rest(scope: Mapping[str, Any], prefix: str, suffixes: tuple[str, ...]) -> tuple[str, str]:
@@ -23,6 +24,9 @@ def split_rest(scope: Mapping[str, Any], prefix: str, suffixes: tuple[str, ...])
         resource_id, suffix = unquote(rest), ""
     if not resource_id:
         raise NotFound("no such resource")
+    # An id the contract does not allow (a NUL, a space) was never stored: say so, rather
+    # than hand the database text it may not be able to compare.
+    check_id(resource_id, "id")
     return resource_id, suffix
 
 

@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import msgspec
 
 from app.ledger.batch import Result, Transaction
 from app.ledger.documents import (
     Draft,
+    Limits,
     Line,
     Mode,
+    check_timestamp,
     fingerprint,
     new_id,
     parse_instant,
     parse_lines,
     shorthand_lines,
 )
-from app.ledger.errors import InvalidRequest, LedgerError
-from app.ledger.money import EXACT, check_id, format_amount
+from app.ledger.errors import FieldError, InvalidRequest, LedgerError
+from app.ledger.money import EXACT, check_id, check_json, format_amount
 from app.ledger.rules import Head
 from app.ledger.service import Account
 
@@ -30,6 +33,47 @@ _encode_sorted = msgspec.json.Encoder(order="sorted", decimal_format="string").e
 
 class Body(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=False):
     """Every request body rejects fields the contract does not name."""
+
+
+BodyT = TypeVar("BodyT", bound=Body)
+_AT = re.compile(r"^(?P<message>.*) - at `\$(?P<path>[^`]*)`$", re.DOTALL)
+_UNKNOWN = re.compile(r"^Object contains unknown field `(?P<name>[^`]*)`$", re.DOTALL)
+
+
+def decode_body(body: bytes, kind: type[BodyT]) -> BodyT:
+    """Decode a request body strictly into `kind`; a problem names the field at fault as
+    the client wrote it (`lines[1].amount`, or the unknown field itself)."""
+    try:
+        return msgspec.json.decode(body, type=kind)
+    except msgspec.ValidationError as exc:
+        raise _invalid(str(exc)) from exc
+    except msgspec.DecodeError as exc:
+        detail = "a JSON object is required" if not body.strip() else str(exc)
+        raise InvalidRequest(f"body: {detail}") from exc
+    except RecursionError as exc:
+        raise InvalidRequest.at("body", "JSON nested too deeply") from exc
+
+
+def _invalid(text: str) -> InvalidRequest:
+    found = _AT.match(text)
+    message, path = (found["message"], found["path"]) if found else (text, "")
+    unknown = _UNKNOWN.match(message)
+    if unknown:
+        path, message = f"{path}.{unknown['name']}", "unknown field"
+    path = path.removeprefix(".") or "body"
+    return InvalidRequest(f"{path}: {message}", errors=(FieldError(path, message),))
+
+
+def amount_value(raw: msgspec.Raw) -> str | None:
+    """An amount as sent: the text of a JSON string or number, which `parse_amount`
+    reads by one grammar; None for anything else (`true`, `null`, a list), which it
+    refuses."""
+    text = bytes(raw)
+    if text[:1] == b'"':
+        return msgspec.json.decode(text, type=str)
+    if text[:1].isdigit() or text[:1] == b"-":
+        return text.decode("ascii")
+    return None
 
 
 class AccountIn(Body):
@@ -45,7 +89,9 @@ class DataIn(Body):
 class LineIn(Body):
     account: str
     currency: str
-    amount: Decimal
+    # NOTE: raw JSON, so that a number is read from its exact text and a string by the
+    # strict amount grammar (msgspec's Decimal would read "1_0" and full-width digits).
+    amount: msgspec.Raw
 
 
 class TransactionIn(Body):
@@ -56,38 +102,47 @@ class TransactionIn(Body):
     type: Literal["CREDIT", "DEBIT"] | None = None
     account: str | None = None
     currency: str | None = None
-    amount: Decimal | None = None
+    amount: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw)  # empty: absent
     counterparty: str | None = None
     data: dict[str, Any] = msgspec.field(default_factory=dict)
     timestamp: str | None = None
     expires_at: str | None = None
 
-    def draft(self, mode: Mode, now: datetime) -> Draft:
+    def draft(self, mode: Mode, now: datetime, limits: Limits) -> Draft:
         """Validate into a `Draft` (pure: raises `InvalidRequest` and its kin)."""
         transaction_id = new_id() if self.id is None else self.id
         check_id(transaction_id, "id")
-        shorthand = (self.account, self.currency, self.amount, self.counterparty)
+        has_amount = len(self.amount) > 0
         if self.type is not None:
             if self.lines is not None:
                 raise InvalidRequest("give either lines or the type shorthand, not both")
-            if self.account is None or self.currency is None or self.amount is None:
+            if self.account is None or self.currency is None or not has_amount:
                 raise InvalidRequest("the type shorthand needs account, currency and amount")
             raw = shorthand_lines(
-                self.type, self.account, self.currency, self.amount, self.counterparty
+                self.type,
+                self.account,
+                self.currency,
+                amount_value(self.amount),
+                self.counterparty,
             )
         else:
-            if any(value is not None for value in shorthand):
+            shorthand = (self.account, self.currency, self.counterparty)
+            if has_amount or any(value is not None for value in shorthand):
                 raise InvalidRequest("account, currency, amount and counterparty need type")
             if self.lines is None:
-                raise InvalidRequest("lines: required")
-            raw = [(line.account, line.currency, line.amount) for line in self.lines]
+                raise InvalidRequest.at("lines", "required")
+            raw = [(line.account, line.currency, amount_value(line.amount)) for line in self.lines]
         lines: tuple[Line, ...] = parse_lines(raw)
-        timestamp = None if self.timestamp is None else parse_instant(self.timestamp, "timestamp")
+        check_json(self.data, "data", limits.json_depth_max, depth=2)
+        timestamp = None
+        if self.timestamp is not None:
+            timestamp = parse_instant(self.timestamp, "timestamp")
+            check_timestamp(timestamp, now, limits)
         expires_at = None
         if self.expires_at is not None:
             expires_at = parse_instant(self.expires_at, "expires_at")
             if expires_at <= now:
-                raise InvalidRequest("expires_at: must be in the future")
+                raise InvalidRequest.at("expires_at", "must be in the future")
         data_json = _encode_sorted(self.data)
         return Draft(
             id=transaction_id,

@@ -8,16 +8,18 @@ from typing import Any
 from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.datastructures import State
 
-from app.controllers.accounts import decode_data, search_page
+from app.controllers.accounts import search_page
 from app.controllers.paths import split_rest, tenant_of
 from app.controllers.schemas import (
     BATCH_TRANSACTIONS_MAX,
     BatchIn,
     BatchOut,
+    DataIn,
     TransactionIn,
     TransactionOut,
     TransactionsOut,
     batch_out,
+    decode_body,
     transaction_out,
     utc_now,
 )
@@ -37,7 +39,7 @@ BY_ID = ["/{rest:path}", "/immediate", "/batch", "/_search"]
 
 
 async def _search(request: Request[Any, Any, State], store: PostgresStore) -> TransactionsOut:
-    page = await search_page(request, Target.TRANSACTIONS)
+    page = await search_page(request, Target.TRANSACTIONS, store.settings.json_depth_max)
     found, cursor = await search_transactions(store, tenant_of(request), page)
     return TransactionsOut(items=[transaction_out(t) for t in found], next=cursor)
 
@@ -46,7 +48,7 @@ async def record_transaction(
     ledger: Ledger, tenant: str, data: TransactionIn, mode: Mode
 ) -> tuple[TransactionOut, int]:
     """Record a transaction: the answer, 201 when created or 200 for a repeated id."""
-    draft = data.draft(mode, utc_now())
+    draft = data.draft(mode, utc_now(), ledger.limits)
     try:
         transaction, created = await ledger.create(tenant, draft)
     except TransactionFailed:
@@ -85,37 +87,37 @@ class TransactionController(Controller):
         return await _search(request, store)
 
     async def _create(
-        self, request: Request[Any, Any, State], data: TransactionIn, ledger: Ledger, mode: Mode
+        self, request: Request[Any, Any, State], ledger: Ledger, mode: Mode
     ) -> Response[TransactionOut]:
+        data = decode_body(await request.body(), TransactionIn)
         answer, status = await record_transaction(ledger, tenant_of(request), data, mode)
         return Response(answer, status_code=status)
 
     @post("/", status_code=201)
     async def create(
-        self, request: Request[Any, Any, State], data: TransactionIn, ledger: Ledger
+        self, request: Request[Any, Any, State], ledger: Ledger
     ) -> Response[TransactionOut]:
         """Create a PENDING transaction: its out-lines are held."""
-        return await self._create(request, data, ledger, Mode.PENDING)
+        return await self._create(request, ledger, Mode.PENDING)
 
     @post("/immediate", status_code=201)
     async def immediate(
-        self, request: Request[Any, Any, State], data: TransactionIn, ledger: Ledger
+        self, request: Request[Any, Any, State], ledger: Ledger
     ) -> Response[TransactionOut]:
         """Create and complete in one call."""
-        return await self._create(request, data, ledger, Mode.IMMEDIATE)
+        return await self._create(request, ledger, Mode.IMMEDIATE)
 
     @post("/batch", status_code=200)
-    async def batch(
-        self, request: Request[Any, Any, State], data: BatchIn, ledger: Ledger
-    ) -> BatchOut:
+    async def batch(self, request: Request[Any, Any, State], ledger: Ledger) -> BatchOut:
         """Up to 8,190 transactions in one group commit; `atomic`: all or nothing."""
+        data = decode_body(await request.body(), BatchIn)
         if not data.transactions or len(data.transactions) > BATCH_TRANSACTIONS_MAX:
             raise InvalidRequest(f"transactions: 1 to {BATCH_TRANSACTIONS_MAX} items")
         mode, now = Mode(data.mode), utc_now()
         drafts: list[Draft | LedgerError] = []
         for i, item in enumerate(data.transactions):
             try:
-                drafts.append(item.draft(mode, now))
+                drafts.append(item.draft(mode, now, ledger.limits))
             except LedgerError as error:
                 error.detail = f"transactions[{i}]: {error.detail}"
                 drafts.append(error)
@@ -142,7 +144,7 @@ class TransactionController(Controller):
         tenant = tenant_of(request)
         transaction_id, suffix = split_rest(request.scope, PREFIX, ("data",))
         if suffix == "data":
-            body = decode_data(await request.body())
+            body = decode_body(await request.body(), DataIn)
             return transaction_out(
                 await ledger.replace_transaction_data(tenant, transaction_id, body.data)
             )

@@ -149,12 +149,14 @@ class Plan:
 
 def unrecorded(created: Iterable[tuple[str, str]], plan: Plan) -> list[tuple[str, str]]:
     """The accounts (tenant, id) a batch created for its new documents that none of the
-    transactions it records names, sorted: those of an atomic group that failed, or of a
-    document refused without being recorded. Nothing of them may remain."""
+    transactions it applies names, sorted: those of an atomic group that failed, of a
+    document refused without being recorded, or named only by documents recorded FAILED.
+    Only applied transactions create accounts, so nothing of these may remain."""
     named = {
         (key[0], line.account)
         for rows in (plan.inserts, plan.updates)
         for key, row in rows.items()
+        if row.status is not Status.FAILED
         for line in row.lines
     }
     return sorted(set(created) - named)

@@ -8,13 +8,20 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
 from app.ledger.errors import InvalidRequest, InvalidState, Unbalanced
-from app.ledger.money import EXACT, check_currency, check_id, format_amount, parse_amount
+from app.ledger.money import (
+    EXACT,
+    JSON_DEPTH_MAX,
+    check_currency,
+    check_id,
+    format_amount,
+    parse_amount,
+)
 
 LINES_MAX = 128
 WORLD = "@world"
@@ -84,6 +91,17 @@ class Line:
 
 
 @dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds on what a client may send, beyond the fixed ones of the contract."""
+
+    # How far past the server's clock a client's `timestamp` may be: the future is never
+    # written, or every later transaction of its accounts would be stamped after it.
+    timestamp_skew: timedelta = timedelta(seconds=5)
+    # How deep free-form JSON (`data`, a search query) may nest, counted from the body.
+    json_depth_max: int = JSON_DEPTH_MAX
+
+
+@dataclass(frozen=True, slots=True)
 class Draft:
     """A validated transaction as a client asked for it, before it is recorded."""
 
@@ -104,12 +122,23 @@ def new_id() -> str:
     return str(uuid.UUID(int=value))
 
 
+def check_timestamp(timestamp: datetime, now: datetime, limits: Limits) -> None:
+    """A business time may be back-dated, never later than the clock plus the skew."""
+    if timestamp > now + limits.timestamp_skew:
+        seconds = limits.timestamp_skew.total_seconds()
+        raise InvalidRequest.at(
+            "timestamp",
+            f"{timestamp.isoformat()} is in the future (more than {seconds:g} s past the"
+            " server's clock)",
+        )
+
+
 def parse_instant(text: str, path: str) -> datetime:
     """RFC 3339, or `2006-01-02 15:04:05.000` read as UTC."""
     try:
         value = datetime.fromisoformat(text)
     except ValueError as exc:
-        raise InvalidRequest(f"{path}: {text[:64]!r} is not an RFC 3339 instant") from exc
+        raise InvalidRequest.at(path, f"{text[:64]!r} is not an RFC 3339 instant") from exc
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
@@ -121,12 +150,16 @@ def shorthand_lines(
     """Expand CREDIT/DEBIT into the two lines it stands for, as raw values."""
     other = WORLD if counterparty is None else counterparty
     if kind not in ("CREDIT", "DEBIT"):
-        raise InvalidRequest("type: must be CREDIT or DEBIT")
+        raise InvalidRequest.at("type", "must be CREDIT or DEBIT")
+    # Checked here under the names the client sent, not as the lines they stand for.
+    check_id(account, "account")
+    check_id(other, "counterparty")
+    check_currency(currency, "currency")
     value = parse_amount(amount, "amount")
     if value <= 0:
-        raise InvalidRequest("amount: must be positive")
+        raise InvalidRequest.at("amount", "must be positive")
     if other == account:
-        raise InvalidRequest("counterparty: must differ from account")
+        raise InvalidRequest.at("counterparty", "must differ from account")
     if kind == "CREDIT":
         return [(other, currency, EXACT.minus(value)), (account, currency, value)]
     return [(account, currency, EXACT.minus(value)), (other, currency, value)]
@@ -141,7 +174,7 @@ def parse_lines(raw: Sequence[tuple[str, str, object]]) -> tuple[Line, ...]:
         check_currency(currency, f"lines[{i}].currency")
         value = parse_amount(amount, f"lines[{i}].amount")
         if value == 0:
-            raise InvalidRequest(f"lines[{i}].amount: must not be zero")
+            raise InvalidRequest.at(f"lines[{i}].amount", "must not be zero")
         lines.append(Line(account, currency, value))
     check_balanced(lines)
     return tuple(lines)

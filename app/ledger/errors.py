@@ -20,7 +20,7 @@ LedgerError
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +43,11 @@ class LedgerError(Exception):
         self.detail = detail
         self.errors = errors
         self.extra = extra or {}
+
+    @classmethod
+    def at(cls, path: str, message: str) -> Self:
+        """A problem with one field of the input, named in `errors` as well."""
+        return cls(f"{path}: {message}", errors=(FieldError(path, message),))
 
 
 class InvalidRequest(LedgerError):

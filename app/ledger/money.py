@@ -1,4 +1,4 @@
-"""Exact amounts, currency codes and ids."""
+"""Exact amounts, currency codes, ids, and the free-form JSON a client may store."""
 
 from __future__ import annotations
 
@@ -16,22 +16,25 @@ ID_LENGTH_MAX = 128
 # NOTE: the default context rounds to 28 digits; money needs 38 and sums a few more.
 EXACT = Context(prec=80, traps=[InvalidOperation, Overflow])
 
-_AMOUNT_TEXT = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$")
-_CURRENCY = re.compile(r"^[A-Za-z0-9_.:-]{1,32}$")
-_ID = re.compile(r"^[A-Za-z0-9_.:@/-]{1,128}$")
+# An amount's text: ASCII only, an optional sign, digits and at most one point. No
+# exponent, no `_` separators, no spaces and no other scripts' digits, all of which
+# `Decimal()` would read.
+_AMOUNT_TEXT = re.compile(r"^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)\Z")
+_CURRENCY = re.compile(r"^[A-Za-z0-9_.:-]{1,32}\Z")
+_ID = re.compile(r"^[A-Za-z0-9_.:@/-]{1,128}\Z")
 
 
 def parse_amount(value: object, path: str) -> Decimal:
     """Read an amount exactly from a decimal string, an int or a Decimal; never a float."""
     if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
-        raise InvalidAmount(f"{path}: an amount is a decimal string")
+        raise InvalidAmount.at(path, "an amount is a decimal string")
     if isinstance(value, str):
         if not _AMOUNT_TEXT.match(value):
-            raise InvalidAmount(f"{path}: {value[:64]!r} is not a decimal number")
+            raise InvalidAmount.at(path, f"{value[:64]!r} is not a decimal number")
         try:
             amount = Decimal(value)
         except InvalidOperation as exc:  # pragma: no cover - the pattern rules it out
-            raise InvalidAmount(f"{path}: not a decimal number") from exc
+            raise InvalidAmount.at(path, "not a decimal number") from exc
     else:
         amount = Decimal(value)
     check_amount(amount, path)
@@ -41,7 +44,7 @@ def parse_amount(value: object, path: str) -> Decimal:
 def check_amount(amount: Decimal, path: str) -> None:
     """Raise unless `amount` fits NUMERIC(38,18): 20 integer and 18 fractional digits."""
     if not amount.is_finite():
-        raise InvalidAmount(f"{path}: the amount must be finite")
+        raise InvalidAmount.at(path, "the amount must be finite")
     _, digits, exponent = amount.as_tuple()
     assert isinstance(exponent, int)
     if not any(digits):
@@ -51,9 +54,9 @@ def check_amount(amount: Decimal, path: str) -> None:
         digits = digits[:-1]
         exponent += 1
     if exponent < -FRACTION_DIGITS_MAX:
-        raise InvalidAmount(f"{path}: at most {FRACTION_DIGITS_MAX} fractional digits")
+        raise InvalidAmount.at(path, f"at most {FRACTION_DIGITS_MAX} fractional digits")
     if len(digits) + exponent > INTEGER_DIGITS_MAX:
-        raise InvalidAmount(f"{path}: at most {INTEGER_DIGITS_MAX} integer digits")
+        raise InvalidAmount.at(path, f"at most {INTEGER_DIGITS_MAX} integer digits")
 
 
 def format_amount(amount: Decimal) -> str:
@@ -65,7 +68,7 @@ def format_amount(amount: Decimal) -> str:
 
 def check_currency(currency: str, path: str) -> None:
     if not _CURRENCY.match(currency):
-        raise InvalidRequest(f"{path}: a currency matches ^[A-Za-z0-9_.:-]{{1,32}}$")
+        raise InvalidRequest.at(path, "a currency matches ^[A-Za-z0-9_.:-]{1,32}$")
 
 
 def is_valid_id(value: str) -> bool:
@@ -74,4 +77,29 @@ def is_valid_id(value: str) -> bool:
 
 def check_id(value: str, path: str) -> None:
     if not is_valid_id(value):
-        raise InvalidRequest(f"{path}: an id matches ^[A-Za-z0-9_.:@/-]{{1,128}}$")
+        raise InvalidRequest.at(path, "an id matches ^[A-Za-z0-9_.:@/-]{1,128}$")
+
+
+JSON_DEPTH_MAX = 64
+
+
+def check_json(value: object, path: str, depth_max: int = JSON_DEPTH_MAX, depth: int = 1) -> None:
+    """Raise unless PostgreSQL can store `value` as jsonb and read it back: no NUL
+    character in a key or a string, and no deeper than `depth_max` levels, counted from
+    the request body (`depth` is the level `value` stands at)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise InvalidRequest.at(path, "a NUL character (\\u0000) cannot be stored")
+        return
+    if not isinstance(value, dict | list):
+        return
+    if depth > depth_max:
+        raise InvalidRequest.at(path, f"JSON nested deeper than {depth_max} levels")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in key:
+                raise InvalidRequest.at(path, "a NUL character (\\u0000) cannot be stored")
+            check_json(item, f"{path}.{key}", depth_max, depth + 1)
+    else:
+        for i, item in enumerate(value):
+            check_json(item, f"{path}[{i}]", depth_max, depth + 1)

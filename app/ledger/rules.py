@@ -10,7 +10,7 @@ from enum import StrEnum
 from typing import Any
 
 from app.ledger.documents import Line
-from app.ledger.money import AMOUNT_LIMIT, EXACT, format_amount
+from app.ledger.money import AMOUNT_LIMIT, EXACT, INTEGER_DIGITS_MAX, format_amount
 
 ZERO = Decimal(0)
 
@@ -111,13 +111,14 @@ def breach(before: Head, after: Head) -> dict[str, Any] | None:
     """
     for value in (after.posted, after.pending_in, after.pending_out):
         if abs(value) >= AMOUNT_LIMIT:
-            return failure(
-                "invalid_amount",
-                f"{after.account} {after.currency}: a balance would exceed 20 integer digits",
-                after,
-                ZERO,
-                ZERO,
-            )
+            # NOTE: no `available` and `required` here: the rule is not what refused it.
+            return {
+                "code": "invalid_amount",
+                "detail": f"{after.account} {after.currency}: a balance would exceed "
+                f"{INTEGER_DIGITS_MAX} integer digits",
+                "account": after.account,
+                "currency": after.currency,
+            }
     if before.rule is Rule.NON_NEGATIVE:
         if after.available < 0 and after.available < before.available:
             room = before.available

@@ -20,7 +20,7 @@ import msgspec
 
 from app.ledger.documents import parse_instant
 from app.ledger.errors import InvalidQuery, InvalidRequest
-from app.ledger.money import check_currency, parse_amount
+from app.ledger.money import JSON_DEPTH_MAX, check_currency, check_json, parse_amount
 
 PAGE_LIMIT_MAX = 1000
 PAGE_LIMIT_DEFAULT = 100
@@ -124,13 +124,25 @@ def decode_body(body: bytes) -> dict[str, Any]:
         value = _decode_json(body)
     except msgspec.DecodeError as exc:
         raise InvalidQuery(f"body: {exc}") from exc
+    except RecursionError as exc:
+        raise InvalidQuery("body: JSON nested too deeply") from exc
     if not isinstance(value, dict):
         raise InvalidQuery("body: a JSON object is required")
     return value
 
 
-def parse_page(target: Target, body: Mapping[str, Any], shortcuts: Mapping[str, str]) -> Page:
+def parse_page(
+    target: Target,
+    body: Mapping[str, Any],
+    shortcuts: Mapping[str, str],
+    depth_max: int = JSON_DEPTH_MAX,
+) -> Page:
     """The body's query, plus the query-string shortcuts added to `must`."""
+    try:
+        check_json(dict(body), "body", depth_max)
+        check_json(dict(shortcuts), "query string", depth_max)
+    except InvalidRequest as exc:
+        raise InvalidQuery(exc.detail) from exc
     unknown = set(body) - {"query", "limit", "after"}
     if unknown:
         raise InvalidQuery(f"unknown key {sorted(unknown)[0]!r}: use query, limit, after")

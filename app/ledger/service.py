@@ -19,9 +19,9 @@ from app.ledger.batch import (
     Transaction,
 )
 from app.ledger.batcher import Batcher
-from app.ledger.documents import Draft, Status
+from app.ledger.documents import Draft, Limits, Status
 from app.ledger.errors import AccountExists, NotFound
-from app.ledger.money import check_id
+from app.ledger.money import check_id, check_json
 from app.ledger.rules import Head, Rule
 
 
@@ -55,9 +55,16 @@ class Store(Protocol):
 class Ledger:
     """The operations of the API, each a short sequence of store calls."""
 
-    def __init__(self, store: Store, batcher: Batcher, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        batcher: Batcher,
+        clock: Callable[[], datetime],
+        limits: Limits | None = None,
+    ) -> None:
         self.store = store
         self.batcher = batcher
+        self.limits = limits or Limits()
         # NOTE: the process clock only decides whether to look; the database clock,
         # read under the locks, decides whether a hold has expired.
         self.clock = clock
@@ -68,6 +75,7 @@ class Ledger:
         self, tenant: str, account_id: str, rule: Rule, data: Mapping[str, Any]
     ) -> tuple[Account, bool]:
         check_id(account_id, "id")
+        check_json(data, "data", self.limits.json_depth_max, depth=2)
         account, created = await self.store.insert_account(tenant, account_id, rule, data)
         if not created and (account.rule is not rule or dict(account.data) != dict(data)):
             raise AccountExists(f"account {account_id} exists with another rule or data")
@@ -82,6 +90,7 @@ class Ledger:
     async def replace_account_data(
         self, tenant: str, account_id: str, data: Mapping[str, Any]
     ) -> Account:
+        check_json(data, "data", self.limits.json_depth_max, depth=2)
         if not await self.store.replace_account_data(tenant, account_id, data):
             raise NotFound(f"no account {account_id}")
         return await self.account(tenant, account_id)
@@ -124,6 +133,7 @@ class Ledger:
     async def replace_transaction_data(
         self, tenant: str, transaction_id: str, data: Mapping[str, Any]
     ) -> Transaction:
+        check_json(data, "data", self.limits.json_depth_max, depth=2)
         if not await self.store.replace_transaction_data(tenant, transaction_id, data):
             raise NotFound(f"no transaction {transaction_id}")
         return await self.transaction(tenant, transaction_id)

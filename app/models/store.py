@@ -511,7 +511,7 @@ class PostgresStore:
                 except BaseException:
                     if not raw.is_closed() and raw.is_in_transaction():
                         # NOTE: a lost connection cannot roll back; the pool drops it.
-                        with suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                        with suppress(asyncpg.PostgresError, *_CONNECTION_ERRORS):
                             await raw.execute("ROLLBACK")
                     raise
 
@@ -833,12 +833,18 @@ def _dollar_tag(texts: Sequence[str]) -> str:
 _RETRYABLE_SQLSTATE_CLASSES = ("08", "40", "53", "57")
 
 
+# What a lost or broken connection raises. NOTE: asyncpg raises InternalClientError
+# ("cannot switch to state ...: another operation is in progress") when the server dies
+# in the middle of a statement; it is not an InterfaceError.
+_CONNECTION_ERRORS = (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.InternalClientError)
+
+
 @contextmanager
 def _translated_errors() -> Iterator[None]:
     """Storage errors become `Unavailable` (a retryable 503) at the storage edge."""
     try:
         yield
-    except (OSError, TimeoutError, asyncpg.InterfaceError) as exc:
+    except _CONNECTION_ERRORS as exc:
         raise Unavailable("the database is unavailable; retry") from exc
     except asyncpg.PostgresError as exc:
         sqlstate = str(getattr(exc, "sqlstate", None) or "")
