@@ -209,12 +209,12 @@ async def test_deep_json_is_400_never_a_500(api: httpx.AsyncClient, uid):
     deep = nested(10_000)
     tid = uid("deep")
     for path, text in [
-        ("/v1/transactions", '{"id": "%s", "type": "CREDIT", "account": "x", "currency": "USD",'
-         ' "amount": "1", "data": {"k": %s}}' % (tid, deep)),
+        ("/v1/transactions", f'{{"id": "{tid}", "type": "CREDIT", "account": "x",'
+         f' "currency": "USD", "amount": "1", "data": {{"k": {deep}}}}}'),
         ("/v1/transactions/immediate", deep),
-        ("/v1/transactions/batch", '{"transactions": %s}' % deep),
-        ("/v1/accounts", '{"data": {"k": %s}}' % deep),
-        ("/v1/transactions/_search", '{"query": {"must": {"terms": [{"k": %s}]}}}' % deep),
+        ("/v1/transactions/batch", f'{{"transactions": {deep}}}'),
+        ("/v1/accounts", f'{{"data": {{"k": {deep}}}}}'),
+        ("/v1/transactions/_search", f'{{"query": {{"must": {{"terms": [{{"k": {deep}}}]}}}}}}'),
     ]:  # fmt: skip
         response = await api.post(path, content=text, headers={"content-type": "application/json"})
         assert response.status_code == 400, (path, response.text)
@@ -224,7 +224,7 @@ async def test_deep_json_is_400_never_a_500(api: httpx.AsyncClient, uid):
 async def test_data_may_nest_64_levels_from_the_body_and_no_more(api: httpx.AsyncClient, uid):
     # The body is level 1 and `data` level 2: 62 lists inside `data.k` reach level 64.
     for depth, status in ((62, 201), (63, 400)):
-        text = '{"id": "%s", "data": {"k": %s}}' % (uid("depth"), nested(depth))
+        text = f'{{"id": "{uid("depth")}", "data": {{"k": {nested(depth)}}}}}'
         response = await api.post(
             "/v1/accounts", content=text, headers={"content-type": "application/json"}
         )
