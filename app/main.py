@@ -25,7 +25,7 @@ from app.controllers.transactions import TransactionController
 from app.ledger.batcher import Batcher
 from app.ledger.service import Ledger
 from app.metrics import RequestMetrics, observe_batch
-from app.middleware import Authentication, BodyLimit, Idempotency, Options
+from app.middleware import Authentication, BodyLimit, Idempotency, Options, RateLimit
 from app.models.store import PostgresStore
 from app.problems import EXCEPTION_HANDLERS
 from app.settings import Settings
@@ -70,7 +70,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
         socket_connect_timeout=settings.redis_timeout_s,
     )
     batcher = Batcher(
-        store.run_batch, settings.batch_size_max, settings.batch_wait_ms, observe_batch
+        store.run_batch,
+        settings.batch_size_max,
+        settings.batch_wait_ms,
+        observe_batch,
+        settings.write_queue_max,
     )
     ledger = Ledger(store, batcher, clock=lambda: datetime.now(UTC), limits=settings.limits)
 
@@ -110,6 +114,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 batch_body_size_max=settings.batch_body_size_max,
             ),
             DefineMiddleware(cast(Any, Authentication), tenants=settings.tenants),
+            DefineMiddleware(
+                cast(Any, RateLimit),
+                redis=redis,
+                per_s=settings.rate_limit_per_s,
+                burst=settings.rate_limit_burst,
+            ),
             DefineMiddleware(
                 cast(Any, Idempotency),
                 redis=redis,

@@ -87,7 +87,7 @@ class Settings:
     batch_wait_ms: float = 1.0
     timestamp_skew_s: float = 5.0
     json_depth_max: int = 64
-    write_queue_max: int = 4096
+    write_queue_max: int = 65_536
     rate_limit_per_s: float = 0.0
     rate_limit_burst: int = 0
     data_dir: str = ".data"
@@ -123,7 +123,7 @@ class Settings:
             batch_wait_ms=float(e.get("BATCH_WAIT_MS", "1")),
             timestamp_skew_s=float(e.get("TIMESTAMP_SKEW_S", "5")),
             json_depth_max=int(e.get("JSON_DEPTH_MAX", "64")),
-            write_queue_max=int(e.get("WRITE_QUEUE_MAX", "4096")),
+            write_queue_max=int(e.get("WRITE_QUEUE_MAX", "65536")),
             rate_limit_per_s=float(e.get("RATE_LIMIT_PER_S", "0")),
             rate_limit_burst=int(e.get("RATE_LIMIT_BURST", "0")),
             data_dir=e.get("DATA_DIR", ".data"),

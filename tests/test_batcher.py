@@ -76,3 +76,18 @@ async def test_close_fails_what_still_waits() -> None:
     await batcher.close()
     with pytest.raises(Unavailable):
         await waiting
+
+
+async def test_past_queue_max_a_group_is_refused_at_once() -> None:
+    flush = Recorder()
+    batcher = Batcher(flush, batch_size_max=100, batch_wait_ms=50, queue_max=3)
+    first = asyncio.ensure_future(batcher.submit(group("a", 2)))
+    second = asyncio.ensure_future(batcher.submit(group("b", 1)))
+    await asyncio.sleep(0)
+    assert batcher.jobs_waiting == 3
+    with pytest.raises(Unavailable, match="overloaded"):
+        await batcher.submit(group("c", 1))
+    assert [len(r) for r in await asyncio.gather(first, second)] == [2, 1]
+    assert flush.batches == [["a-0", "b-0"]]
+    # Nothing waits: a group larger than the bound runs alone.
+    assert len(await batcher.submit(group("d", 5))) == 5

@@ -2,7 +2,9 @@
 
 Requests wait at most `batch_wait_ms` (or until `batch_size_max` jobs are queued), then
 one flush applies them all with one round of locks and one commit. While a flush is in
-flight the next batch gathers, so under load batches grow by themselves.
+flight the next batch gathers, so under load batches grow by themselves; past
+`queue_max` waiting jobs a new group is refused at once (`Unavailable`), so that an
+overload costs clients a retry, never an unbounded wait or unbounded memory.
 """
 
 from __future__ import annotations
@@ -36,8 +38,10 @@ class Batcher:
         batch_size_max: int,
         batch_wait_ms: float,
         observe: Observe | None = None,
+        queue_max: int = 65_536,
     ) -> None:
         self.flush = flush
+        self.queue_max = queue_max
         self.batch_size_max = batch_size_max
         self.batch_wait_s = batch_wait_ms / 1000
         self.observe = observe
@@ -49,6 +53,11 @@ class Batcher:
 
     async def submit(self, group: Group) -> list[Result]:
         """Queue a group of jobs; their results once the batch holding them commits."""
+        # A group larger than the bound still runs when nothing waits before it.
+        if self.jobs_waiting and self.jobs_waiting + len(group.jobs) > self.queue_max:
+            raise Unavailable(
+                f"the server is overloaded ({self.jobs_waiting} documents waiting); retry"
+            )
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Result]] = loop.create_future()
         self.waiting.append(_Waiting(group, future, time.perf_counter()))
