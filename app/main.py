@@ -14,12 +14,12 @@ from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
+from litestar.static_files import create_static_files_router
 from redis.asyncio import Redis
 
 from app.controllers.accounts import AccountController
 from app.controllers.fastpath import FastPath
+from app.controllers.openapi import ASSETS, VENDOR, SchemaController
 from app.controllers.service import ServiceController
 from app.controllers.transactions import TransactionController
 from app.ledger.batcher import Batcher
@@ -98,7 +98,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
         return Provide(lambda: value, use_cache=True, sync_to_thread=False)
 
     return Litestar(
-        route_handlers=[AccountController, TransactionController, ServiceController],
+        route_handlers=[
+            AccountController,
+            TransactionController,
+            ServiceController,
+            SchemaController,
+            create_static_files_router(ASSETS, [VENDOR], include_in_schema=False),
+        ],
         dependencies={
             "ledger": provide(ledger),
             "store": provide(store),
@@ -134,11 +140,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
         cors_config=CORSConfig(allow_origins=list(settings.allowed_origins))
         if settings.allowed_origins
         else None,
-        openapi_config=OpenAPIConfig(
-            title="Twofold",
-            version="0.1.0",
-            description="A double-entry ledger service.",
-            path="/schema",
-            render_plugins=[SwaggerRenderPlugin(), RedocRenderPlugin()],
-        ),
+        # The document is ours (app/controllers/openapi.py): one path per real route.
+        openapi_config=None,
     )

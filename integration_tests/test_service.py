@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 
 import httpx
 import pytest
@@ -43,7 +44,35 @@ async def test_health_ready_schema(anonymous: httpx.AsyncClient):
     assert schema.json()["openapi"].startswith("3.1")
     assert "/v1/transactions/immediate" in schema.json()["paths"]
     for page in ("/schema/swagger", "/schema/redoc"):
-        assert (await anonymous.get(page)).status_code == 200
+        answer = await anonymous.get(page)
+        assert answer.status_code == 200
+        # Assets come from the service itself: the pages work with no internet.
+        assert "http" not in answer.text.replace("http-equiv", "")
+        for asset in re.findall(r'(?:src|href)="(/schema/assets/[^"]+)"', answer.text):
+            assert (await anonymous.get(asset)).status_code == 200, asset
+
+
+async def test_schema_describes_the_real_routes(anonymous: httpx.AsyncClient):
+    answer = await anonymous.get("/schema")
+    assert answer.headers["content-type"].startswith("application/json")
+    document = answer.json()
+    assert document == (await anonymous.get("/schema/openapi.json")).json()
+    paths = document["paths"]
+    assert not [p for p in paths if "rest" in p]
+    for path in (
+        "/v1/accounts/{id}/balances",
+        "/v1/accounts/{id}/entries",
+        "/v1/transactions/{id}/data",
+        "/v1/transactions/batch",
+    ):
+        assert path in paths, path
+    assert set(paths["/v1/transactions/batch"]) == {"post"}
+    assert set(paths["/v1/transactions/{id}"]) == {"get", "put", "delete"}
+    assert set(document["components"]["securitySchemes"]) == {"basic", "bearer"}
+    create = paths["/v1/transactions"]["post"]
+    assert "Idempotency-Key" in [p["name"] for p in create["parameters"]]
+    codes = create["responses"]["422"]["content"]["application/problem+json"]["schema"]
+    assert "insufficient_funds" in codes["properties"]["code"]["enum"]
 
 
 async def test_options_and_405_name_the_methods(api: httpx.AsyncClient):
