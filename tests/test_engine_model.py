@@ -118,7 +118,8 @@ class EngineMachine(RuleBasedStateMachine):
         done = self._run(Job(JobKind.CANCEL, TENANT, row.id))
         assert (done is not None) == fits
         if fits:
-            assert done is not None and done.status is Status.REVERSED
+            assert done is not None
+            assert done.status is Status.REVERSED
 
     @invariant()
     def balances_equal_the_model_and_sum_to_zero(self) -> None:
