@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import base64
 import re
+import shutil
+import subprocess
 
 import httpx
 import pytest
+
+from integration_tests.server import DATA
 
 
 @pytest.mark.parametrize(
@@ -117,3 +121,26 @@ async def test_cors_for_allowed_origins(anonymous: httpx.AsyncClient):
         headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
     )
     assert other.headers.get("access-control-allow-origin") != "https://evil.example"
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")
+@pytest.mark.parametrize("page", ["swagger", "redoc"])
+def test_api_pages_render_in_chromium_without_internet(service, page: str):
+    """Headless Chromium, with its background networking off, renders the page from the
+    service's own assets; a screenshot is kept in .data/screenshots for review."""
+    out = DATA / "screenshots"
+    out.mkdir(parents=True, exist_ok=True)
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={out / ('profile-' + page)}", "--window-size=1280,800",
+             "--virtual-time-budget=8000"]  # fmt: skip
+    url = f"{service.base_url}/schema/{page}"
+    dom = subprocess.run(
+        ["chromium", *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120
+    ).stdout
+    assert "/v1/accounts/{id}/balances" in dom
+    subprocess.run(
+        ["chromium", *flags, f"--screenshot={out / (page + '.png')}", url],
+        capture_output=True, timeout=120, check=True,
+    )  # fmt: skip
+    assert (out / f"{page}.png").stat().st_size > 10_000
