@@ -45,6 +45,8 @@ CLIENTS = int(os.environ.get("BENCH_CLIENTS", "64"))
 WORKERS = os.environ.get("BENCH_WORKERS", "2")
 BATCH_ITEMS_MAX = 8190
 QUIESCE_S = 3
+# Per worker process: about what `uniform`'s CLIENTS keep in flight on each of them.
+OVERLOAD_QUEUE_MAX = max(CLIENTS // int(WORKERS), 1)
 
 RAW_TRANSFER = """\\set a random(1, 10000)
 \\set b random(1, 10000)
@@ -244,6 +246,7 @@ def run_wrk(base_url: str, scenario: str, seconds: int, clients: int, **env: str
         "p99_ms": raw["p99_us"] / 1000,
         "max_ms": raw["max_us"] / 1000,
         "server_errors": raw["server_errors"],
+        "refused": raw["refused"],
         "non_2xx": raw["non_2xx"],
         "socket_errors": raw["socket_errors"],
     }
@@ -257,6 +260,11 @@ async def batch_counts(client: httpx.AsyncClient) -> tuple[float, float]:
         if line.startswith(("twofold_batch_jobs_sum ", "twofold_batch_jobs_count "))
     )  # fmt: skip
     return float(values["twofold_batch_jobs_sum"]), float(values["twofold_batch_jobs_count"])
+
+
+def wanted(name: str, only: set[str] | None) -> bool:
+    """`--only balance_at,overload` picks every scenario whose name starts so."""
+    return not only or any(name.startswith(prefix) for prefix in only)
 
 
 async def scenarios(
@@ -281,42 +289,67 @@ async def scenarios(
             env = {"ACCOUNT": name, "FIRST_MS": str(first), "LAST_MS": str(last)}
             plan.append((f"balance_at_{entries}", "balance_at", CLIENTS, env))
         plan.append(("mixed", "mixed", CLIENTS, {}))
+        # Overload: four times the clients of `uniform`, with the queue unbounded (the
+        # default 65,536 is never reached): every write waits its turn.
+        plan.append(("overload_4x_unbounded", "overload", 4 * CLIENTS, {}))
         for name, script, clients, env in plan:
-            if only and script not in only:
+            if not wanted(name, only):
                 continue
-            flushed = await batch_counts(c)
-            result = run_wrk(service.base_url, script, seconds, clients, **env)
-            jobs, flushes = (after - before for after, before in
-                             zip(await batch_counts(c), flushed, strict=True))  # fmt: skip
-            result["documents_per_group_commit"] = round(jobs / flushes, 1) if flushes else None
-            # NOTE: pages of accounts are read one by one, so requests wrk left in
-            # flight must finish first, or money moving between pages shows up.
-            await asyncio.sleep(QUIESCE_S)
-            result["conservation"] = await conservation(c)
-            results[name] = result
-            cpu = result["cpu_us_per_transfer"]
-            print(f"  {name:<18} {result['per_s']:>9.1f}/s  p50 {result['p50_ms']:7.2f} ms"
-                  f"  p99 {result['p99_ms']:8.2f} ms  5xx {result['server_errors']}"
-                  f"  sums to 0: {result['conservation']['ok']}"
-                  f"  CPU us each: service {cpu['service']} pg {cpu['postgres']}"
-                  f" (backends {cpu['pg_backends']}) wrk {cpu['wrk']}"
-                  f"; {result['documents_per_group_commit']} a group commit")  # fmt: skip
+            results[name] = await measure(c, service.base_url, seconds, name, script, clients, env)
     return results
+
+
+async def measure(
+    c: httpx.AsyncClient, base_url: str, seconds: int, name: str, script: str, clients: int,
+    env: dict[str, str],
+) -> dict[str, Any]:  # fmt: skip
+    flushed = await batch_counts(c)
+    result = run_wrk(base_url, script, seconds, clients, **env)
+    jobs, flushes = (after - before for after, before in
+                     zip(await batch_counts(c), flushed, strict=True))  # fmt: skip
+    result["documents_per_group_commit"] = round(jobs / flushes, 1) if flushes else None
+    # NOTE: pages of accounts are read one by one, so requests wrk left in
+    # flight must finish first, or money moving between pages shows up.
+    await asyncio.sleep(QUIESCE_S)
+    result["conservation"] = await conservation(c)
+    cpu = result["cpu_us_per_transfer"]
+    print(f"  {name:<22} {result['per_s']:>9.1f}/s  p50 {result['p50_ms']:7.2f} ms"
+          f"  p99 {result['p99_ms']:8.2f} ms  max {result['max_ms']:8.1f} ms"
+          f"  5xx {result['server_errors']} refused {result['refused']}"
+          f"  sums to 0: {result['conservation']['ok']}"
+          f"  CPU us each: service {cpu['service']} pg {cpu['postgres']}"
+          f" (backends {cpu['pg_backends']}) wrk {cpu['wrk']}"
+          f"; {result['documents_per_group_commit']} a group commit")  # fmt: skip
+    return result
+
+
+async def overload(service: Service, seconds: int) -> dict[str, Any]:
+    """Four times the clients of `uniform` against a service whose queue holds what
+    `uniform`'s clients keep in flight: the surplus is refused at once (503 with
+    Retry-After), so the writes that are accepted wait no longer than at the
+    sustainable load."""
+    async with httpx.AsyncClient(base_url=service.base_url, auth=("abc", "123"), timeout=300) as c:
+        result = await measure(c, service.base_url, seconds, "overload_4x_bounded",
+                               "overload", 4 * CLIENTS, {})  # fmt: skip
+    result["write_queue_max"] = OVERLOAD_QUEUE_MAX
+    return result
 
 
 def table(report: dict[str, Any]) -> str:
     raw = report["baselines"]["raw_transfer"]["tps"]
     tpcb = report["baselines"]["tpcb"]["tps"]
     lines = [
-        "| scenario | per second | p50 ms | p99 ms | max ms | 5xx | x raw SQL | x TPC-B | sum 0 |",
-        "|---|---|---|---|---|---|---|---|---|",
-        f"| pgbench raw SQL transfer | {raw} | | | | | 1.00 | {raw / tpcb:.2f} | |",
-        f"| pgbench TPC-B | {tpcb} | | | | | {tpcb / raw:.2f} | 1.00 | |",
+        "| scenario | per second | p50 ms | p99 ms | max ms | 5xx | refused | x raw SQL | x TPC-B"
+        " | sum 0 |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        f"| pgbench raw SQL transfer | {raw} | | | | | | 1.00 | {raw / tpcb:.2f} | |",
+        f"| pgbench TPC-B | {tpcb} | | | | | | {tpcb / raw:.2f} | 1.00 | |",
     ]
     for name, r in report["scenarios"].items():
         lines.append(
             f"| {name} | {r['per_s']} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['max_ms']:.0f}"
-            f" | {r['server_errors']} | {r['per_s'] / raw:.2f} | {r['per_s'] / tpcb:.2f}"
+            f" | {r['server_errors']} | {r['refused']} | {r['per_s'] / raw:.2f}"
+            f" | {r['per_s'] / tpcb:.2f}"
             f" | {'yes' if r['conservation']['ok'] else 'NO'} |"
         )
     return "\n".join(lines)
@@ -363,6 +396,16 @@ def main() -> None:
             )
         finally:
             service.stop()
+        if wanted("overload_4x_bounded", only):
+            service = Service.start(
+                backends, "bench-overload", WORKERS=WORKERS,
+                WRITE_QUEUE_MAX=str(OVERLOAD_QUEUE_MAX),
+            )  # fmt: skip
+            try:
+                bounded = asyncio.run(overload(service, seconds))
+                report["scenarios"]["overload_4x_bounded"] = bounded
+            finally:
+                service.stop()
     finally:
         backends.stop()
     if only:

@@ -5,6 +5,7 @@ from decimal import Decimal
 
 import pytest
 
+from app.controllers.schemas import decode_query
 from app.ledger.errors import InvalidQuery
 from app.ledger.search import (
     PAGE_LIMIT_DEFAULT,
@@ -12,19 +13,18 @@ from app.ledger.search import (
     RangeTest,
     Target,
     TermTest,
-    decode_body,
     parse_page,
 )
 
 
 def test_empty_body_matches_everything_with_default_limit() -> None:
-    page = parse_page(Target.TRANSACTIONS, decode_body(b""), {})
+    page = parse_page(Target.TRANSACTIONS, decode_query(b""), {})
     assert (page.query.must, page.query.should, page.limit, page.after) == ((), (), 100, None)
     assert PAGE_LIMIT_DEFAULT == 100
 
 
 def test_each_list_element_is_one_condition_of_and_ed_tests() -> None:
-    body = decode_body(
+    body = decode_query(
         b'{"query": {"must": {"fields": [{"balance.USD": {"gt": 0}}],'
         b' "terms": [{"status": "completed", "active": true}],'
         b' "ranges": [{"charge": {"gte": 2000, "lte": 40.5}}]},'
@@ -41,7 +41,7 @@ def test_each_list_element_is_one_condition_of_and_ed_tests() -> None:
 
 
 def test_numbers_are_read_exactly() -> None:
-    body = decode_body(b'{"query": {"must": {"ranges": [{"x": {"eq": 0.1}}]}}}')
+    body = decode_query(b'{"query": {"must": {"ranges": [{"x": {"eq": 0.1}}]}}}')
     page = parse_page(Target.TRANSACTIONS, body, {})
     assert page.query.must[0][0] == RangeTest("x", "eq", Decimal("0.1"))
 
@@ -96,4 +96,4 @@ def test_cursor_fingerprint_depends_on_tenant_and_query() -> None:
 @pytest.mark.parametrize("raw", [b"{", b"[]", b"1", b'"x"'])
 def test_body_must_be_a_json_object(raw: bytes) -> None:
     with pytest.raises(InvalidQuery):
-        decode_body(raw)
+        decode_query(raw)

@@ -19,6 +19,7 @@ from app.controllers.schemas import (
     account_out,
     balance_out,
     decode_body,
+    decode_query,
     utc_now,
 )
 from app.ledger.documents import new_id, parse_instant
@@ -26,7 +27,6 @@ from app.ledger.errors import InvalidRequest, NotFound
 from app.ledger.money import EXACT, check_currency, format_amount
 from app.ledger.rules import Rule
 from app.ledger.search import Page, Target, parse_page
-from app.ledger.search import decode_body as decode_query
 from app.ledger.service import Account, Ledger
 from app.models.search import search_accounts
 from app.models.store import PostgresStore

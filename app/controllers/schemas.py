@@ -23,7 +23,7 @@ from app.ledger.documents import (
     parse_lines,
     shorthand_lines,
 )
-from app.ledger.errors import FieldError, InvalidRequest, LedgerError
+from app.ledger.errors import FieldError, InvalidQuery, InvalidRequest, LedgerError
 from app.ledger.money import EXACT, check_id, check_json, format_amount
 from app.ledger.rules import Head
 from app.ledger.service import Account
@@ -52,6 +52,24 @@ def decode_body(body: bytes, kind: type[BodyT]) -> BodyT:
         raise InvalidRequest(f"body: {detail}") from exc
     except RecursionError as exc:
         raise InvalidRequest.at("body", "JSON nested too deeply") from exc
+
+
+_decode_json = msgspec.json.Decoder(float_hook=Decimal).decode
+
+
+def decode_query(body: bytes) -> dict[str, Any]:
+    """A search body: empty, or a JSON object; numbers kept exact."""
+    if not body.strip():
+        return {}
+    try:
+        value = _decode_json(body)
+    except msgspec.DecodeError as exc:
+        raise InvalidQuery(f"body: {exc}") from exc
+    except RecursionError as exc:
+        raise InvalidQuery("body: JSON nested too deeply") from exc
+    if not isinstance(value, dict):
+        raise InvalidQuery("body: a JSON object is required")
+    return value
 
 
 def _invalid(text: str) -> InvalidRequest:

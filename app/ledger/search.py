@@ -16,8 +16,6 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-import msgspec
-
 from app.ledger.documents import parse_instant
 from app.ledger.errors import InvalidQuery, InvalidRequest
 from app.ledger.money import JSON_DEPTH_MAX, check_currency, check_json, parse_amount
@@ -111,24 +109,6 @@ class Page:
     query: Query
     limit: int
     after: str | None
-
-
-_decode_json = msgspec.json.Decoder(float_hook=Decimal).decode
-
-
-def decode_body(body: bytes) -> dict[str, Any]:
-    """A search body: empty, or a JSON object; numbers kept exact."""
-    if not body.strip():
-        return {}
-    try:
-        value = _decode_json(body)
-    except msgspec.DecodeError as exc:
-        raise InvalidQuery(f"body: {exc}") from exc
-    except RecursionError as exc:
-        raise InvalidQuery("body: JSON nested too deeply") from exc
-    if not isinstance(value, dict):
-        raise InvalidQuery("body: a JSON object is required")
-    return value
 
 
 def parse_page(

@@ -7,6 +7,7 @@ accounts = tonumber(os.getenv("ACCOUNTS") or "10000")
 threads = {}
 thread_id = 0
 server_errors = 0
+refused = 0  -- 503s and 429s a scenario counts apart from server errors
 completed = 0
 
 function setup(thread)
@@ -38,15 +39,16 @@ function response(status, headers, body)
 end
 
 function done(summary, latency, requests)
-  local errors, transfers = 0, 0
+  local errors, transfers, refusals = 0, 0, 0
   for _, t in ipairs(threads) do
     errors = errors + t:get("server_errors")
     transfers = transfers + t:get("completed")
+    refusals = refusals + t:get("refused")
   end
   local e = summary.errors
   io.write(string.format(
     'RESULT {"requests": %d, "duration_us": %d, "p50_us": %d, "p99_us": %d, "max_us": %d, ' ..
-    '"server_errors": %d, "completed": %d, "non_2xx": %d, "socket_errors": %d}\n',
+    '"server_errors": %d, "refused": %d, "completed": %d, "non_2xx": %d, "socket_errors": %d}\n',
     summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
-    latency.max, errors, transfers, e.status, e.connect + e.read + e.write + e.timeout))
+    latency.max, errors, refusals, transfers, e.status, e.connect + e.read + e.write + e.timeout))
 end
