@@ -18,6 +18,7 @@ from litestar.static_files import create_static_files_router
 from redis.asyncio import Redis
 
 from app.controllers.accounts import AccountController
+from app.controllers.events import EventController
 from app.controllers.fastpath import FastPath
 from app.controllers.openapi import ASSETS, VENDOR, SchemaController
 from app.controllers.service import ServiceController
@@ -29,6 +30,7 @@ from app.middleware import Authentication, BodyLimit, Idempotency, Options, Rate
 from app.models.store import PostgresStore
 from app.problems import EXCEPTION_HANDLERS
 from app.settings import Settings
+from app.streams.tail import LogTail
 
 log = logging.getLogger("twofold")
 SWEEP_BATCH = 100
@@ -77,6 +79,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         settings.write_queue_max,
     )
     ledger = Ledger(store, batcher, clock=lambda: datetime.now(UTC), limits=settings.limits)
+    tail = LogTail(store)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -90,6 +93,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
+            await tail.close()
             await batcher.close()
             await redis.aclose()
             await store.close()
@@ -101,6 +105,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=[
             AccountController,
             TransactionController,
+            EventController,
             ServiceController,
             SchemaController,
             create_static_files_router(ASSETS, [VENDOR], include_in_schema=False),
@@ -109,6 +114,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "ledger": provide(ledger),
             "store": provide(store),
             "redis": provide(redis),
+            "tail": provide(tail),
         },
         # NOTE: these speak raw ASGI with plain dicts; Litestar's TypedDicts are narrower.
         middleware=[

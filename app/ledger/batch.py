@@ -32,6 +32,7 @@ from app.ledger.errors import (
     TransactionFailed,
     Unavailable,
 )
+from app.ledger.log import ENTERED, Change, balances_text, change, transaction_text
 from app.ledger.rules import Effect, Entry, Head, apply_lines, timestamp_failure
 
 TxnKey = tuple[str, str]  # (tenant, transaction id)
@@ -135,6 +136,8 @@ class Plan:
     updates: dict[TxnKey, Transaction] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
     postings: list[Posting] = field(default_factory=list)
+    # The tenant's log: one change per state a transaction enters, in order.
+    changes: list[Change] = field(default_factory=list)
 
     def copy(self) -> Plan:
         return Plan(
@@ -144,6 +147,7 @@ class Plan:
             dict(self.updates),
             list(self.events),
             list(self.postings),
+            list(self.changes),
         )
 
 
@@ -261,6 +265,8 @@ class _Batch:
         self.heads = dict(heads)
         self.now = now
         self.plan = Plan()
+        # The heads the last effect moved, for the log's change that records it.
+        self.moved: list[Head] = []
 
     def group(self, group: Group) -> list[Result]:
         if not group.atomic:
@@ -412,6 +418,7 @@ class _Batch:
         for (account, currency), head in outcome.heads.items():
             key = (tenant, account, currency)
             self.heads[key] = self.plan.heads[key] = head
+        self.moved = list(outcome.heads.values())
         self.plan.entries += [JournalRow(tenant, transaction_id, e, at) for e in outcome.entries]
         return None, at
 
@@ -425,6 +432,7 @@ class _Batch:
         key = (tenant, row.id)
         self.rows[key] = self.plan.inserts[key] = row
         self.plan.events.append(Event(tenant, row.id, row.status, at))
+        self._log(tenant, row)
         assert row.timestamp is not None
         accounts = dict.fromkeys(line.account for line in row.lines)
         self.plan.postings += [Posting(tenant, row.id, a, row.timestamp) for a in accounts]
@@ -440,7 +448,16 @@ class _Batch:
         else:
             self.plan.updates[key] = row
         self.plan.events.append(Event(tenant, row.id, row.status, at))
+        self._log(tenant, row)
         return row
+
+    def _log(self, tenant: str, row: Transaction) -> None:
+        # An event is stamped when the batch applied it, whatever the business time.
+        moved, self.moved = self.moved, []
+        self.plan.changes.append(
+            change(tenant, ENTERED[row.status], self.now, transaction=transaction_text(row),
+                   balances=balances_text(moved))
+        )  # fmt: skip
 
 
 class BatchFailed(LedgerError):

@@ -7,7 +7,7 @@ import re
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from functools import lru_cache
@@ -33,8 +33,10 @@ from app.ledger.batch import (
 )
 from app.ledger.documents import WORLD, Line, Mode, Status
 from app.ledger.errors import InvalidRequest, Unavailable
+from app.ledger.log import Change, EventType, account_text, change, transaction_text
 from app.ledger.rules import Head, Rule
 from app.ledger.service import Account
+from app.models.log import APPEND, ENSURE_HEADS, changes_param
 from app.settings import Settings
 
 _encode = msgspec.json.Encoder(decimal_format="string").encode
@@ -123,7 +125,7 @@ WITH taken AS MATERIALIZED (
     FROM found f WHERE f.balance_rule IS NULL
     ORDER BY f.tenant, f.account
     ON CONFLICT DO NOTHING
-    RETURNING tenant, id, balance_rule
+    RETURNING tenant, id, balance_rule, created_at
 ), new_balances AS (
     INSERT INTO balances (tenant, account, currency)
     SELECT f.tenant, f.account, f.currency FROM found f WHERE NOT f.has_balance
@@ -134,11 +136,11 @@ SELECT f.tenant, f.account, f.currency,
        coalesce(f.balance_rule, n.balance_rule) AS balance_rule,
        coalesce(f.posted, 0) AS posted, coalesce(f.pending_in, 0) AS pending_in,
        coalesce(f.pending_out, 0) AS pending_out, coalesce(f.version, 0) AS version,
-       f.last_ts, n.id IS NOT NULL AS created, NULL AS taken
+       f.last_ts, n.created_at AS created, NULL AS taken
 FROM found f
 LEFT JOIN new_accounts n ON n.tenant = f.tenant AND n.id = f.account
 UNION ALL
-SELECT tenant, NULL, NULL, NULL, 0, 0, 0, 0, NULL, false, id FROM taken
+SELECT tenant, NULL, NULL, NULL, 0, 0, 0, 0, NULL, NULL, id FROM taken
 """
 
 EVENTS = """(
@@ -398,6 +400,8 @@ PREPARE_WRITE = (
     + ", ".join("bigint" if name == "expected" else "json" for name in _WRITE_PARAMS)
     + f") AS {_WRITE_SQL}"
 )
+APPEND_STATEMENT = "twofold_append"
+PREPARE_APPEND = f"PREPARE {APPEND_STATEMENT} (json) AS {positional(APPEND)[0]}"
 
 
 async def _keep_session(_: asyncpg.Connection) -> None:
@@ -520,16 +524,19 @@ class PostgresStore:
             await connection.execute("SELECT 1")
 
     async def ensure_accounts(self, tenants: Sequence[str]) -> None:
-        """Every tenant has the built-in `@world` account with rule `any`."""
-        async with self.connection() as connection:
-            await connection.execute(
+        """Every tenant has its log and the built-in `@world` account with rule `any`."""
+        async with self.connection() as connection, connection.raw.transaction():
+            await connection.execute(ENSURE_HEADS, {"tenants": list(tenants)})
+            made = await connection.execute(
                 (
                     "INSERT INTO accounts (tenant, id, balance_rule) "
                     "SELECT t, :world, 'any' FROM unnest(CAST(:tenants AS text[])) AS t "
-                    "ON CONFLICT DO NOTHING"
+                    "ORDER BY t ON CONFLICT DO NOTHING "
+                    "RETURNING tenant, id, balance_rule, created_at"
                 ),
                 {"tenants": list(tenants), "world": WORLD},
             )
+            await _append(connection, [_created(r) for r in made])
 
     # Transactions
 
@@ -552,7 +559,7 @@ class PostgresStore:
         claimed = claimed_heads(groups)
         known: dict[HeadKey, Head] = {}
         taken: list[TxnKey] = []
-        created: set[tuple[str, str]] = set()
+        created: dict[tuple[str, str], tuple[str, datetime]] = {}
         if claimed:
             read = await connection.execute(
                 ENSURE_AND_READ_HEADS,
@@ -564,8 +571,8 @@ class PostgresStore:
                     taken.append((r["tenant"], r["taken"]))
                 elif r["balance_rule"]:
                     known[_head_key(r)] = head_from_row(r)
-                if r["created"]:
-                    created.add((r["tenant"], r["account"]))
+                if r["created"] is not None:
+                    created[(r["tenant"], r["account"])] = (r["balance_rule"], r["created"])
         # 2. Lock the transaction rows, sorted: concurrent flips of one transaction
         #    queue here, and a taken id's document is answered from its row.
         txn_keys = lock_keys(groups, taken)
@@ -588,7 +595,15 @@ class PostgresStore:
         if now is None:
             now = (await connection.execute("SELECT clock_timestamp()")).scalar()
         plan, results = apply_groups(groups, rows, heads, now)
-        await _write_and_commit(connection, plan, unrecorded(created, plan))
+        unused = unrecorded(created, plan)
+        # Accounts created by first use enter the log before the transactions naming them.
+        dropped = set(unused)
+        changes = [
+            change(key[0], EventType.ACCOUNT_CREATED, now,
+                   account=account_text(key[1], rule, {}, created_at))
+            for key, (rule, created_at) in sorted(created.items()) if key not in dropped
+        ]  # fmt: skip
+        await _write_and_commit(connection, plan, unused, [*changes, *plan.changes])
         return results
 
     async def transaction(self, tenant: str, transaction_id: str) -> Transaction | None:
@@ -601,15 +616,23 @@ class PostgresStore:
     async def replace_transaction_data(
         self, tenant: str, transaction_id: str, data: Mapping[str, Any]
     ) -> bool:
-        async with self.connection() as connection:
-            result = await connection.execute(
-                (
-                    "UPDATE transactions SET data = CAST(:data AS jsonb) "
-                    "WHERE tenant = :tenant AND id = :id RETURNING 1"
-                ),
-                {"tenant": tenant, "id": transaction_id, "data": _encode(data).decode()},
-            )
-        return result.first() is not None
+        async with self.connection() as connection, connection.raw.transaction():
+            row = (
+                await connection.execute(
+                    (
+                        "UPDATE transactions SET data = CAST(:data AS jsonb) "
+                        f"WHERE tenant = :tenant AND id = :id RETURNING {TRANSACTION_COLUMNS}, "
+                        "clock_timestamp() AS now"
+                    ),
+                    {"tenant": tenant, "id": transaction_id, "data": _encode(data).decode()},
+                )
+            ).first()
+            if row is None:
+                return False
+            updated = replace(transaction_from_row(row), data=data)
+            await _append(connection, [change(tenant, EventType.TRANSACTION_UPDATED, row["now"],
+                                              transaction=transaction_text(updated))])  # fmt: skip
+        return True
 
     async def due(self, limit: int) -> list[tuple[str, str]]:
         """Holds past their `expires_at`, for the sweep to void."""
@@ -629,25 +652,24 @@ class PostgresStore:
     async def insert_account(
         self, tenant: str, account_id: str, rule: Rule, data: Mapping[str, Any]
     ) -> tuple[Account, bool]:
-        async with self.connection() as connection:
-            row = (
-                await connection.execute(
-                    (
-                        "INSERT INTO accounts (tenant, id, balance_rule, data) "
-                        "VALUES (:tenant, :id, :rule, CAST(:data AS jsonb)) "
-                        "ON CONFLICT DO NOTHING RETURNING id"
-                    ),
-                    {
-                        "tenant": tenant,
-                        "id": account_id,
-                        "rule": rule.value,
-                        "data": _encode(data).decode(),
-                    },
-                )
-            ).first()
+        async with self.connection() as connection, connection.raw.transaction():
+            made = await connection.execute(
+                (
+                    "INSERT INTO accounts (tenant, id, balance_rule, data) "
+                    "VALUES (:tenant, :id, :rule, CAST(:data AS jsonb)) "
+                    "ON CONFLICT DO NOTHING RETURNING tenant, id, balance_rule, created_at"
+                ),
+                {
+                    "tenant": tenant,
+                    "id": account_id,
+                    "rule": rule.value,
+                    "data": _encode(data).decode(),
+                },
+            )
+            await _append(connection, [_created(r, data) for r in made])
         account = await self.account(tenant, account_id)
         assert account is not None, "an account is never deleted"
-        return account, row is not None
+        return account, made.first() is not None
 
     async def account(self, tenant: str, account_id: str) -> Account | None:
         """The account with its used balances: one statement, one row per currency."""
@@ -666,15 +688,24 @@ class PostgresStore:
     async def replace_account_data(
         self, tenant: str, account_id: str, data: Mapping[str, Any]
     ) -> bool:
-        async with self.connection() as connection:
-            result = await connection.execute(
-                (
-                    "UPDATE accounts SET data = CAST(:data AS jsonb) "
-                    "WHERE tenant = :tenant AND id = :id RETURNING 1"
-                ),
-                {"tenant": tenant, "id": account_id, "data": _encode(data).decode()},
+        async with self.connection() as connection, connection.raw.transaction():
+            row = (
+                await connection.execute(
+                    (
+                        "UPDATE accounts SET data = CAST(:data AS jsonb) "
+                        "WHERE tenant = :tenant AND id = :id "
+                        "RETURNING id, balance_rule, created_at, clock_timestamp() AS now"
+                    ),
+                    {"tenant": tenant, "id": account_id, "data": _encode(data).decode()},
+                )
+            ).first()
+            if row is None:
+                return False
+            text = account_text(row["id"], row["balance_rule"], data, row["created_at"])
+            await _append(
+                connection, [change(tenant, EventType.ACCOUNT_UPDATED, row["now"], account=text)]
             )
-        return result.first() is not None
+        return True
 
     async def balances_at(
         self, tenant: str, account_id: str, at: datetime, currency: str | None
@@ -752,6 +783,18 @@ KEYED_STATEMENTS = {
 }
 
 
+def _created(row: Any, data: Mapping[str, Any] | None = None) -> Change:
+    """The log's change for an account a statement just inserted (`RETURNING`)."""
+    text = account_text(row["id"], row["balance_rule"], data or {}, row["created_at"])
+    return change(row["tenant"], EventType.ACCOUNT_CREATED, row["created_at"], account=text)
+
+
+async def _append(connection: Connection, changes: Sequence[Change]) -> None:
+    """Append changes to their tenants' logs inside the caller's database transaction."""
+    if changes:
+        await connection.execute(APPEND, {"changes": changes_param(changes)})
+
+
 def _json_rows(rows: list[Any]) -> str:
     return _encode(rows).decode()
 
@@ -796,13 +839,18 @@ def _plan_params(plan: Plan) -> dict[str, str]:
 
 async def _prepare_writer(connection: asyncpg.Connection) -> None:
     await connection.execute(PREPARE_WRITE)
+    await connection.execute(PREPARE_APPEND)
 
 
 async def _write_and_commit(
-    connection: Connection, plan: Plan, unused: Sequence[tuple[str, str]]
+    connection: Connection,
+    plan: Plan,
+    unused: Sequence[tuple[str, str]],
+    changes: Sequence[Change],
 ) -> None:
-    """Write a plan and commit, in one round trip: a simple query of two statements,
-    the prepared write with its JSON texts as dollar-quoted literals, then COMMIT.
+    """Write a plan and commit, in one round trip: a simple query of three statements,
+    the prepared write with its JSON texts as dollar-quoted literals, the log's append
+    (the only statement that waits for the tenant's log head), then COMMIT.
 
     NOTE: the write and the COMMIT are the last two round trips under the balance
     locks; sending them apart, a hot row stayed locked while the event loop came back to
@@ -814,10 +862,12 @@ async def _write_and_commit(
         "expected": len(plan.inserts),
     }
     values = [params[name] for name in _WRITE_PARAMS]
-    texts = [v for v in values if isinstance(v, str)]
+    log = changes_param(changes)
+    texts = [log, *(v for v in values if isinstance(v, str))]
     tag = _dollar_tag(texts)
     literals = ", ".join(f"{tag}{v}{tag}" if isinstance(v, str) else str(int(v)) for v in values)
-    await connection.raw.execute(f"EXECUTE {WRITE_STATEMENT}({literals}); COMMIT")
+    append = f"EXECUTE {APPEND_STATEMENT}({tag}{log}{tag}); " if changes else ""
+    await connection.raw.execute(f"EXECUTE {WRITE_STATEMENT}({literals}); {append}COMMIT")
 
 
 def _dollar_tag(texts: Sequence[str]) -> str:

@@ -1,0 +1,1 @@
+"""Reading the log as it grows: live streams (SSE) and sinks."""
