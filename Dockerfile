@@ -17,4 +17,4 @@ ENV HOST=0.0.0.0 PORT=8910 WORKERS=2
 EXPOSE 8910
 HEALTHCHECK --interval=5s --timeout=3s --retries=20 \
     CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8910/ready')"
-CMD ["python", "-m", "app", "serve"]
+CMD ["twofold", "serve"]

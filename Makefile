@@ -18,10 +18,10 @@ $(STAMP): pyproject.toml
 install: $(STAMP) ## Create .venv and install the service with its dev tools
 
 run: install ## Serve on HOST:PORT (embedded PostgreSQL/Valkey unless DATABASE_URL/REDIS_URL)
-	$(BIN)/python -m app serve
+	$(BIN)/twofold serve
 
 migrate: install ## Migrate DATABASE_URL to the newest schema
-	$(BIN)/python -m app migrate
+	$(BIN)/twofold migrate
 
 test: install ## Unit and integration tests (embedded servers unless TEST_DATABASE_URL/TEST_REDIS_URL)
 	$(BIN)/python -m pytest

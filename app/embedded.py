@@ -273,6 +273,25 @@ def prepare(env: dict[str, str]) -> list[Stop]:
     return stops
 
 
+def database_for_tools(env: dict[str, str]) -> tuple[str, list[Stop]]:
+    """DATABASE_URL for a command beside the service (`twofold verify`): the one set, else
+    the embedded PostgreSQL that `make run` is running on the data folder, else that
+    PostgreSQL started for the command (and stopped by the stoppers returned)."""
+    if env.get("DATABASE_URL"):
+        return env["DATABASE_URL"], []
+    pg = Path(env.get("DATA_DIR", ".data")) / "pg"
+    try:
+        lines = (pg / "postmaster.pid").read_text().splitlines()
+        port = int(lines[3])
+    except (OSError, ValueError, IndexError):
+        port = 0
+    if port and _postgres_answers(port):
+        return f"postgresql://postgres@127.0.0.1:{port}/postgres", []
+    url, stop = start_postgres(pg)
+    migrate(url)
+    return url, [stop]
+
+
 def stop_all(stops: list[Stop]) -> None:
     for stop in reversed(stops):
         try:
@@ -281,4 +300,12 @@ def stop_all(stops: list[Stop]) -> None:
             log.exception("could not stop an embedded server")
 
 
-__all__ = ["die_with_parent", "migrate", "prepare", "start_postgres", "start_valkey", "stop_all"]
+__all__ = [
+    "database_for_tools",
+    "die_with_parent",
+    "migrate",
+    "prepare",
+    "start_postgres",
+    "start_valkey",
+    "stop_all",
+]

@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from app.controllers.accounts import AccountController
 from app.controllers.events import EventController
 from app.controllers.fastpath import FastPath
+from app.controllers.integrity import IntegrityController
 from app.controllers.openapi import ASSETS, VENDOR, SchemaController
 from app.controllers.service import ServiceController
 from app.controllers.transactions import TransactionController
@@ -106,6 +107,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             AccountController,
             TransactionController,
             EventController,
+            IntegrityController,
             ServiceController,
             SchemaController,
             create_static_files_router(ASSETS, [VENDOR], include_in_schema=False),

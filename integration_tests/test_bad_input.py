@@ -247,3 +247,29 @@ async def test_errors_name_the_field_the_client_sent(api: httpx.AsyncClient, uid
     assert response.json()["errors"][0]["path"] == "amount"
     response = await api.post("/v1/transactions", json={"lines": [line(), line(amount="x")]})
     assert response.json()["errors"][0]["path"] == "lines[1].amount"
+
+
+async def test_data_numbers_are_those_every_json_reader_holds_exactly(api: httpx.AsyncClient, uid):
+    """Events carrying `data` are hashed over RFC 8785 text, which is I-JSON: an integer
+    past 2^53 or a number that is not finite is 400, everywhere `data` goes."""
+    account, tid = uid("ijson"), uid("ijson-t")
+    credit = {"type": "CREDIT", "account": account, "currency": "USD", "amount": "1"}
+    for number in ("9007199254740993", "-9007199254740993", "1e400", "123456789012345678901234"):
+        text = f'{{"id": "{tid}", "data": {{"n": [{number}]}}}}'
+        for method, path, body in [
+            ("POST", "/v1/transactions", text[:-1] + ', "type": "CREDIT", "account": "x",'
+             ' "currency": "USD", "amount": "1"}'),
+            ("POST", "/v1/accounts", text),
+            ("PUT", f"/v1/accounts/{account}", f'{{"data": {{"n": {number}}}}}'),
+        ]:  # fmt: skip
+            if method == "PUT":
+                await api.post("/v1/transactions/immediate", json=credit)
+            response = await api.request(
+                method, path, content=body, headers={"content-type": "application/json"}
+            )
+            assert response.status_code == 400, (number, path, response.text)
+    assert (await api.get(f"/v1/transactions/{tid}")).status_code == 404
+    for number in ("9007199254740991", "1.5e300", "-0.0"):
+        response = await api.post("/v1/accounts", content=f'{{"data": {{"n": {number}}}}}',
+                                   headers={"content-type": "application/json"})  # fmt: skip
+        assert response.status_code == 201, (number, response.text)

@@ -24,7 +24,7 @@ from app.ledger.documents import (
     shorthand_lines,
 )
 from app.ledger.errors import FieldError, InvalidQuery, InvalidRequest, LedgerError
-from app.ledger.money import EXACT, check_id, check_json, format_amount
+from app.ledger.money import EXACT, check_data, check_id, format_amount
 from app.ledger.rules import Head
 from app.ledger.service import Account
 
@@ -151,7 +151,7 @@ class TransactionIn(Body):
                 raise InvalidRequest.at("lines", "required")
             raw = [(line.account, line.currency, amount_value(line.amount)) for line in self.lines]
         lines: tuple[Line, ...] = parse_lines(raw)
-        check_json(self.data, "data", limits.json_depth_max, depth=2)
+        check_data(self.data, limits.json_depth_max)
         timestamp = None
         if self.timestamp is not None:
             timestamp = parse_instant(self.timestamp, "timestamp")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from decimal import Context, Decimal, InvalidOperation, Overflow
 
@@ -87,10 +88,30 @@ def check_json(value: object, path: str, depth_max: int = JSON_DEPTH_MAX, depth:
     """Raise unless PostgreSQL can store `value` as jsonb and read it back: no NUL
     character in a key or a string, and no deeper than `depth_max` levels, counted from
     the request body (`depth` is the level `value` stands at)."""
+    _check_json(value, path, depth_max, depth, i_json=False)
+
+
+# RFC 7493 (I-JSON): the numbers every JSON reader holds exactly.
+SAFE_INTEGER_MAX = 2**53 - 1
+
+
+def check_data(value: object, depth_max: int = JSON_DEPTH_MAX) -> None:
+    """`data` (depth 2 in the body) as `check_json`, and I-JSON: events carrying it are
+    hashed over RFC 8785 text, which has no form for an integer past 2^53 or a number
+    that is not finite."""
+    _check_json(value, "data", depth_max, 2, i_json=True)
+
+
+def _check_json(value: object, path: str, depth_max: int, depth: int, *, i_json: bool) -> None:
     if isinstance(value, str):
         if "\x00" in value:
             raise InvalidRequest.at(path, "a NUL character (\\u0000) cannot be stored")
         return
+    if i_json and not isinstance(value, bool):
+        if isinstance(value, int) and abs(value) > SAFE_INTEGER_MAX:
+            raise InvalidRequest.at(path, "an integer beyond ±(2^53 - 1) (I-JSON); send a string")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidRequest.at(path, "a number that is not finite")
     if not isinstance(value, dict | list):
         return
     if depth > depth_max:
@@ -99,7 +120,7 @@ def check_json(value: object, path: str, depth_max: int = JSON_DEPTH_MAX, depth:
         for key, item in value.items():
             if "\x00" in key:
                 raise InvalidRequest.at(path, "a NUL character (\\u0000) cannot be stored")
-            check_json(item, f"{path}.{key}", depth_max, depth + 1)
+            _check_json(item, f"{path}.{key}", depth_max, depth + 1, i_json=i_json)
     else:
         for i, item in enumerate(value):
-            check_json(item, f"{path}[{i}]", depth_max, depth + 1)
+            _check_json(item, f"{path}[{i}]", depth_max, depth + 1, i_json=i_json)

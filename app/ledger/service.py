@@ -21,7 +21,7 @@ from app.ledger.batch import (
 from app.ledger.batcher import Batcher
 from app.ledger.documents import Draft, Limits, Status
 from app.ledger.errors import AccountExists, NotFound
-from app.ledger.money import check_id, check_json
+from app.ledger.money import check_data, check_id
 from app.ledger.rules import Head, Rule
 
 
@@ -75,7 +75,7 @@ class Ledger:
         self, tenant: str, account_id: str, rule: Rule, data: Mapping[str, Any]
     ) -> tuple[Account, bool]:
         check_id(account_id, "id")
-        check_json(data, "data", self.limits.json_depth_max, depth=2)
+        check_data(data, self.limits.json_depth_max)
         account, created = await self.store.insert_account(tenant, account_id, rule, data)
         if not created and (account.rule is not rule or dict(account.data) != dict(data)):
             raise AccountExists(f"account {account_id} exists with another rule or data")
@@ -90,7 +90,7 @@ class Ledger:
     async def replace_account_data(
         self, tenant: str, account_id: str, data: Mapping[str, Any]
     ) -> Account:
-        check_json(data, "data", self.limits.json_depth_max, depth=2)
+        check_data(data, self.limits.json_depth_max)
         if not await self.store.replace_account_data(tenant, account_id, data):
             raise NotFound(f"no account {account_id}")
         return await self.account(tenant, account_id)
@@ -133,7 +133,7 @@ class Ledger:
     async def replace_transaction_data(
         self, tenant: str, transaction_id: str, data: Mapping[str, Any]
     ) -> Transaction:
-        check_json(data, "data", self.limits.json_depth_max, depth=2)
+        check_data(data, self.limits.json_depth_max)
         if not await self.store.replace_transaction_data(tenant, transaction_id, data):
             raise NotFound(f"no transaction {transaction_id}")
         return await self.transaction(tenant, transaction_id)
