@@ -23,6 +23,7 @@ from app.controllers.fastpath import FastPath
 from app.controllers.integrity import IntegrityController
 from app.controllers.openapi import ASSETS, VENDOR, SchemaController
 from app.controllers.service import ServiceController
+from app.controllers.sinks import SinkController
 from app.controllers.transactions import TransactionController
 from app.ledger.batcher import Batcher
 from app.ledger.service import Ledger
@@ -31,6 +32,7 @@ from app.middleware import Authentication, BodyLimit, Idempotency, Options, Rate
 from app.models.store import PostgresStore
 from app.problems import EXCEPTION_HANDLERS
 from app.settings import Settings
+from app.streams.delivery import SinkRunner
 from app.streams.tail import LogTail
 
 log = logging.getLogger("twofold")
@@ -81,19 +83,23 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
     ledger = Ledger(store, batcher, clock=lambda: datetime.now(UTC), limits=settings.limits)
     tail = LogTail(store)
+    sinks = SinkRunner(store, settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         await store.open()
         await store.ensure_accounts([t.name for t in settings.tenants])
         sweeper = asyncio.create_task(sweep(ledger, store, settings))
+        delivery = asyncio.create_task(sinks.run())
         tune_gc()
         try:
             yield
         finally:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            for task in (sweeper, delivery):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await sinks.close()
             await tail.close()
             await batcher.close()
             await redis.aclose()
@@ -108,6 +114,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             TransactionController,
             EventController,
             IntegrityController,
+            SinkController,
             ServiceController,
             SchemaController,
             create_static_files_router(ASSETS, [VENDOR], include_in_schema=False),

@@ -33,6 +33,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "invalid_state": 409,
     "expired": 409,
     "idempotency_in_flight": 409,
+    "sink_exists": 409,
     "payload_too_large": 413,
     "insufficient_funds": 422,
     "balance_rule_violated": 422,

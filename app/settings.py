@@ -90,6 +90,10 @@ class Settings:
     write_queue_max: int = 65_536
     rate_limit_per_s: float = 0.0
     rate_limit_burst: int = 0
+    sink_hosts: tuple[str, ...] = ()
+    sink_retry_max_s: float = 60.0
+    sink_lease_s: float = 15.0
+    sink_poll_s: float = 0.25
     data_dir: str = ".data"
     log_level: str = "info"
 
@@ -126,6 +130,12 @@ class Settings:
             write_queue_max=int(e.get("WRITE_QUEUE_MAX", "65536")),
             rate_limit_per_s=float(e.get("RATE_LIMIT_PER_S", "0")),
             rate_limit_burst=int(e.get("RATE_LIMIT_BURST", "0")),
+            sink_hosts=tuple(
+                h.strip().lower() for h in e.get("SINK_HOSTS", "").split(",") if h.strip()
+            ),
+            sink_retry_max_s=float(e.get("SINK_RETRY_MAX_S", "60")),
+            sink_lease_s=float(e.get("SINK_LEASE_S", "15")),
+            sink_poll_s=float(e.get("SINK_POLL_S", "0.25")),
             data_dir=e.get("DATA_DIR", ".data"),
             log_level=e.get("LOG_LEVEL", "info"),
         )

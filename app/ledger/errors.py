@@ -8,7 +8,8 @@ LedgerError
  |    +-- InvalidIdempotencyKey  invalid_idempotency_key
  +-- Unauthenticated       unauthenticated
  +-- NotFound              not_found
- +-- AccountExists, TransactionExists, InvalidState, Expired, IdempotencyInFlight
+ +-- AccountExists, TransactionExists, InvalidState, Expired, IdempotencyInFlight,
+ |   SinkExists
  +-- PayloadTooLarge       payload_too_large
  +-- RuleBreach            insufficient_funds | balance_rule_violated
  +-- TimestampOutOfOrder   timestamp_out_of_order
@@ -76,6 +77,10 @@ class Unauthenticated(LedgerError):
 
 class NotFound(LedgerError):
     code = "not_found"
+
+
+class SinkExists(LedgerError):
+    code = "sink_exists"
 
 
 class AccountExists(LedgerError):

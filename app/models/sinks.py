@@ -1,0 +1,201 @@
+"""Sinks in PostgreSQL: their definitions, positions and leases."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+if TYPE_CHECKING:
+    from app.models.store import Connection, PostgresStore
+    from app.streams.sinks import SinkSpec
+
+SINK_COLUMNS = (
+    "tenant, id, type, url, types, secret, fingerprint, delivered, failures, last_error, "
+    "last_attempt_at, next_attempt_at"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Sink:
+    tenant: str
+    id: str
+    type: str
+    url: str
+    types: tuple[str, ...] | None
+    secret: str | None
+    fingerprint: str
+    delivered: int
+    failures: int
+    last_error: str | None
+    last_attempt_at: datetime | None
+    next_attempt_at: datetime | None
+
+
+def _sink(row: Any) -> Sink:
+    types = row["types"]
+    if isinstance(types, str):
+        types = msgspec.json.decode(types)
+    return Sink(
+        row["tenant"], row["id"], row["type"], row["url"],
+        None if types is None else tuple(types), row["secret"], row["fingerprint"],
+        row["delivered"], row["failures"], row["last_error"], row["last_attempt_at"],
+        row["next_attempt_at"],
+    )  # fmt: skip
+
+
+# `after` omitted: the log's head when the sink is made, so only new events go out.
+INSERT = f"""
+INSERT INTO sinks (tenant, id, type, url, types, secret, fingerprint, delivered)
+SELECT :tenant, :id, :type, :url, CAST(:types AS jsonb), :secret, :fingerprint,
+       coalesce(CAST(:after AS bigint),
+                (SELECT sequence FROM log_heads WHERE tenant = :tenant), 0)
+ON CONFLICT (tenant, id) DO NOTHING
+RETURNING {SINK_COLUMNS}
+"""  # noqa: S608 - column names only
+
+
+async def create(
+    store: PostgresStore, tenant: str, spec: SinkSpec, secret: str | None
+) -> tuple[Sink, bool]:
+    """The sink, and whether this call made it (False: that id exists already)."""
+    types = None if spec.types is None else msgspec.json.encode(list(spec.types)).decode()
+    async with store.connection() as connection:
+        row = (
+            await connection.execute(
+                INSERT,
+                {
+                    "tenant": tenant,
+                    "id": spec.id,
+                    "type": spec.type,
+                    "url": spec.url,
+                    "types": types,
+                    "secret": secret,
+                    "fingerprint": spec.fingerprint,
+                    "after": spec.after,
+                },
+            )
+        ).first()
+        if row is not None:
+            return _sink(row), True
+        found = await _read(connection, tenant, spec.id)
+    assert found is not None, "a sink is only deleted by its tenant"
+    return found, False
+
+
+async def _read(connection: Connection, tenant: str, sink_id: str) -> Sink | None:
+    row = (
+        await connection.execute(
+            f"SELECT {SINK_COLUMNS} FROM sinks WHERE tenant = :tenant AND id = :id",  # noqa: S608
+            {"tenant": tenant, "id": sink_id},
+        )
+    ).first()
+    return None if row is None else _sink(row)
+
+
+async def read(store: PostgresStore, tenant: str, sink_id: str) -> Sink | None:
+    async with store.connection() as connection:
+        return await _read(connection, tenant, sink_id)
+
+
+async def listed(store: PostgresStore, tenant: str) -> list[Sink]:
+    async with store.connection() as connection:
+        rows = await connection.execute(
+            f"SELECT {SINK_COLUMNS} FROM sinks WHERE tenant = :tenant ORDER BY id",  # noqa: S608
+            {"tenant": tenant},
+        )
+        return [_sink(r) for r in rows]
+
+
+async def delete(store: PostgresStore, tenant: str, sink_id: str) -> Sink | None:
+    async with store.connection() as connection:
+        row = (
+            await connection.execute(
+                f"DELETE FROM sinks WHERE tenant = :tenant AND id = :id RETURNING {SINK_COLUMNS}",  # noqa: S608
+                {"tenant": tenant, "id": sink_id},
+            )
+        ).first()
+    return None if row is None else _sink(row)
+
+
+# Take up to `:limit` sinks whose lease has run out (or was never taken): each is then
+# served by this process alone until its lease ends or is given back.
+CLAIM = f"""
+UPDATE sinks s SET lease_owner = :owner,
+                   lease_until = clock_timestamp() + make_interval(secs => :lease_s)
+FROM (SELECT tenant, id FROM sinks
+      WHERE lease_until IS NULL OR lease_until < clock_timestamp()
+      ORDER BY tenant, id LIMIT :limit FOR UPDATE SKIP LOCKED) free
+WHERE s.tenant = free.tenant AND s.id = free.id
+RETURNING {", ".join(f"s.{c.strip()}" for c in SINK_COLUMNS.split(","))}
+"""  # noqa: S608 - column names only
+
+
+async def claim(store: PostgresStore, owner: str, lease_s: float, limit: int) -> list[Sink]:
+    async with store.connection() as connection:
+        rows = await connection.execute(CLAIM, {"owner": owner, "lease_s": lease_s, "limit": limit})
+        return [_sink(r) for r in rows]
+
+
+async def renew(store: PostgresStore, sink: Sink, owner: str, lease_s: float) -> bool:
+    """Keep the lease; False when it was lost (expired and taken) or the sink deleted."""
+    async with store.connection() as connection:
+        row = (
+            await connection.execute(
+                "UPDATE sinks SET lease_until = clock_timestamp() + make_interval(secs => :lease_s)"
+                " WHERE tenant = :tenant AND id = :id AND lease_owner = :owner RETURNING 1",
+                {"tenant": sink.tenant, "id": sink.id, "owner": owner, "lease_s": lease_s},
+            )
+        ).first()
+    return row is not None
+
+
+async def delivered(store: PostgresStore, sink: Sink, owner: str, sequence: int) -> bool:
+    """Record the last event the sink took; False when the lease is no longer ours."""
+    async with store.connection() as connection:
+        row = (
+            await connection.execute(
+                "UPDATE sinks SET delivered = greatest(delivered, :sequence), failures = 0,"
+                " last_error = NULL, last_attempt_at = clock_timestamp(), next_attempt_at = NULL"
+                " WHERE tenant = :tenant AND id = :id AND lease_owner = :owner RETURNING 1",
+                {"tenant": sink.tenant, "id": sink.id, "owner": owner, "sequence": sequence},
+            )
+        ).first()
+    return row is not None
+
+
+async def failed(
+    store: PostgresStore, sink: Sink, owner: str, error: str, retry_max_s: float
+) -> int | None:
+    """Record a failed attempt and when the next one is due (1 s, doubling, at most
+    `retry_max_s`); the failures in a row, None when the lease is lost."""
+    async with store.connection() as connection:
+        row = (
+            await connection.execute(
+                "UPDATE sinks SET failures = failures + 1, last_error = :error,"
+                " last_attempt_at = clock_timestamp(),"
+                " next_attempt_at = clock_timestamp()"
+                " + make_interval(secs => least(power(2, least(failures, 30)), :retry_max_s))"
+                " WHERE tenant = :tenant AND id = :id AND lease_owner = :owner"
+                " RETURNING failures",
+                {
+                    "tenant": sink.tenant,
+                    "id": sink.id,
+                    "owner": owner,
+                    "error": error[:500],
+                    "retry_max_s": retry_max_s,
+                },
+            )
+        ).first()
+    return None if row is None else int(row["failures"])
+
+
+async def release(store: PostgresStore, owner: str) -> None:
+    """Give back every lease of this process (it is stopping)."""
+    async with store.connection() as connection:
+        await connection.execute(
+            "UPDATE sinks SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = :owner",
+            {"owner": owner},
+        )
