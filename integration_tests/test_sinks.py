@@ -6,17 +6,20 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from redis.asyncio import Redis
 
+from app.embedded import migrate
 from integration_tests.receiver import Receiver
-from integration_tests.server import Backends
+from integration_tests.server import Backends, Service, _admin, with_database
 from integration_tests.test_events import events_after, head
 
 
@@ -306,3 +309,60 @@ async def test_an_amqp_sink_publishes_persistent_confirmed_messages(
         await api.delete(f"/v1/sinks/{sink['id']}")
         await declared.delete()
         await connection.close()
+
+
+@pytest.fixture
+def fresh_database(backends: Backends) -> Iterator[str]:
+    """A database of its own: no other service serves its sinks."""
+    name = f"twofold_takeover_{os.getpid()}"
+    asyncio.run(_admin(backends.database_url, f"DROP DATABASE IF EXISTS {name}"))
+    asyncio.run(_admin(backends.database_url, f"CREATE DATABASE {name}"))
+    url = with_database(backends.database_url, name)
+    migrate(url)
+    yield url
+    asyncio.run(_admin(backends.database_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+async def test_a_killed_worker_s_sinks_are_taken_over_from_where_they_stopped(
+    backends: Backends, fresh_database: str
+) -> None:
+    """Two services share one database; the one delivering is killed (SIGKILL) in the
+    middle: the other takes the sink once the lease runs out, and the receiver sees every
+    event at least once and in order."""
+    env = {"WORKERS": "1", "SINK_LEASE_S": "1.5"}
+    shared = Backends(fresh_database, backends.redis_url)
+    services = [await asyncio.to_thread(Service.start, shared, f"takeover-{i}", **env)
+                for i in range(2)]  # fmt: skip
+    receiver = await Receiver(delay_s=0.02).start()
+    try:
+        async with httpx.AsyncClient(base_url=services[0].base_url, auth=("abc", "123"),
+                                     timeout=60) as api:  # fmt: skip
+            await make_sink(api, id="relay", type="webhook", url=receiver.url, after=0,
+                            types=["transaction.completed"])  # fmt: skip
+            await credits(api, "relayed", 300)
+            expected = [e["sequence"] for e in await events_after(api, 0)
+                        if e["type"] == "transaction.completed"]  # fmt: skip
+            await receiver.wait_for(lambda r: len(r.delivered()) >= 50)
+            connection = await asyncpg.connect(fresh_database)
+            try:
+                owner = await connection.fetchval("SELECT lease_owner FROM sinks")
+            finally:
+                await connection.close()
+            pid = int(owner.split(":")[1])
+            holder = next(s for s in services if os.getpgid(pid) == s.process.pid)
+            await asyncio.to_thread(holder.kill)
+            await receiver.wait_for(lambda r: set(r.sequences()) >= set(expected), timeout_s=60)
+        survivor = next(s for s in services if s is not holder)
+        async with httpx.AsyncClient(base_url=survivor.base_url, auth=("abc", "123")) as api:
+            deadline = time.monotonic() + 10
+            while (await api.get("/v1/sinks/relay")).json()["delivered"] != expected[-1]:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.1)
+        seen = receiver.sequences()
+        assert seen == sorted(seen)  # in order; a repeat only of what was in flight
+        assert sorted(set(seen)) == expected
+        assert len(seen) - len(expected) <= 1
+    finally:
+        await receiver.stop()
+        for service in services:
+            await asyncio.to_thread(service.stop)
