@@ -8,7 +8,8 @@ import asyncpg
 import httpx
 import pytest
 
-from app.models.store import KEYED_PLANS, KEYED_STATEMENTS, positional
+from app.models.connections import KEYED_PLANS, positional
+from app.models.statements import KEYED_STATEMENTS
 from integration_tests.server import Backends
 
 

@@ -8,7 +8,8 @@ from typing import Any
 import asyncpg
 
 from app.ledger.audit import Audit, EntryRow
-from app.models.store import TRANSACTION_COLUMNS, json_value, transaction_from_row
+from app.models.rows import json_value, transaction_from_row
+from app.models.statements import TRANSACTION_COLUMNS
 
 Progress = Callable[[str, int], None]
 

@@ -20,15 +20,9 @@ from app.ledger.search import (
     TermTest,
 )
 from app.ledger.service import Account
-from app.models.store import (
-    TRANSACTION_FIELDS,
-    PostgresStore,
-    account_from_row,
-    account_heads,
-    decode_cursor,
-    encode_cursor,
-    transaction_from_row,
-)
+from app.models.rows import account_from_row, decode_cursor, encode_cursor, transaction_from_row
+from app.models.statements import TRANSACTION_FIELDS
+from app.models.store import PostgresStore, account_heads
 
 _encode_json = msgspec.json.Encoder(decimal_format="number").encode
 

@@ -1,0 +1,102 @@
+"""The group commit, step by step (the two-step commit of DESIGN.md), against a port
+that the store implements over one database transaction (`app/models/writer.py`).
+
+Steps 1 and 2 of the two-step commit (record, check unlocked) and step 3 (flip under
+locks) meet here for a whole batch of documents: what is read, what is locked and in
+which order, and what is written, in one place and in the order it happens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from app.ledger.batch import (
+    Group,
+    HeadKey,
+    Plan,
+    Result,
+    Transaction,
+    TxnKey,
+    apply_groups,
+    claimed_heads,
+    created_keys,
+    head_keys,
+    lock_keys,
+    precheck,
+    unrecorded,
+)
+from app.ledger.log import Change, EventType, account_text, change
+from app.ledger.rules import Head
+
+AccountKey = tuple[str, str]  # (tenant, account id)
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """What step 1 found: the committed heads with a known rule, the ids new documents
+    claim that are taken already, and the accounts (rule, created_at) it created."""
+
+    heads: dict[HeadKey, Head] = field(default_factory=dict)
+    taken: list[TxnKey] = field(default_factory=list)
+    created: dict[AccountKey, tuple[str, datetime]] = field(default_factory=dict)
+
+
+class CommitPort(Protocol):
+    """One database transaction of a group commit, in the order `group_commit` calls it."""
+
+    async def record_and_read(
+        self, claimed: Sequence[tuple[str, str, str, str]], ids: Sequence[TxnKey]
+    ) -> Recorded:
+        """Create the account and balance rows new documents name (sorted), read their
+        committed heads without a lock, and find which of `ids` are taken."""
+        ...
+
+    async def lock_transactions(self, keys: Sequence[TxnKey]) -> dict[TxnKey, Transaction]:
+        """Lock the transaction rows, in the (sorted) order given."""
+        ...
+
+    async def lock_heads(self, keys: Sequence[HeadKey]) -> tuple[dict[HeadKey, Head], datetime]:
+        """Lock the balance heads in the (sorted) order given, then read the clock."""
+        ...
+
+    async def clock(self) -> datetime: ...
+
+    async def write_and_commit(
+        self, plan: Plan, unused: Sequence[AccountKey], changes: Sequence[Change]
+    ) -> None:
+        """Write the plan, drop the `unused` accounts, append `changes` to the log, commit."""
+        ...
+
+
+async def group_commit(port: CommitPort, groups: Sequence[Group]) -> list[list[Result]]:
+    """Apply groups of jobs in arrival order in one database transaction; one list of
+    results per group."""
+    # 1. Record and check, unlocked: make the rows new documents name, read the
+    #    committed heads, and find the ids they claim that are taken already.
+    claimed = claimed_heads(groups)
+    recorded = await port.record_and_read(claimed, created_keys(groups)) if claimed else Recorded()
+    # 2. Lock the transaction rows, sorted: concurrent flips of one transaction queue
+    #    here, and a taken id's document is answered from its row.
+    txn_keys = lock_keys(groups, recorded.taken)
+    rows = await port.lock_transactions(txn_keys) if txn_keys else {}
+    #    A new document that cannot fit the committed heads fails without a balance lock.
+    if recorded.heads:
+        groups = precheck(groups, rows, recorded.heads)
+    # 3. Lock the balance heads in sorted key order, so no two batches deadlock, and read
+    #    the clock once they are held; apply every job to them in order.
+    keys = head_keys(groups, rows)
+    heads, now = await port.lock_heads(keys) if keys else ({}, await port.clock())
+    plan, results = apply_groups(groups, rows, heads, now)
+    # Only applied transactions create accounts; those that stay enter the log first.
+    unused = unrecorded(recorded.created, plan)
+    dropped = set(unused)
+    made = [
+        change(key[0], EventType.ACCOUNT_CREATED, now,
+               account=account_text(key[1], rule, {}, created_at))
+        for key, (rule, created_at) in sorted(recorded.created.items()) if key not in dropped
+    ]  # fmt: skip
+    await port.write_and_commit(plan, unused, [*made, *plan.changes])
+    return results

@@ -1,0 +1,176 @@
+"""Rows to the ledger's values and back: what the store reads and the JSON it writes."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+
+from app.ledger.batch import HeadKey, Plan, Transaction
+from app.ledger.documents import Line, Mode, Status
+from app.ledger.errors import InvalidRequest
+from app.ledger.rules import Head, Rule
+from app.ledger.service import Account
+
+_encode = msgspec.json.Encoder(decimal_format="string").encode
+
+
+def json_value(value: Any) -> Any:
+    return msgspec.json.decode(value) if isinstance(value, str | bytes) else value
+
+
+def _lines(value: Any) -> tuple[Line, ...]:
+    return tuple(Line(x["account"], x["currency"], Decimal(x["amount"])) for x in json_value(value))
+
+
+def keys_param(keys: Sequence[tuple[str, ...]]) -> str:
+    """Row keys as one JSON array of arrays (see HEAD_KEYS, TRANSACTION_KEYS).
+
+    NOTE: asyncpg checks every element of a text[] parameter against two abstract base
+    classes; one JSON text is a single string to bind.
+    """
+    return _encode(keys).decode()
+
+
+def head_key(row: Any) -> HeadKey:
+    return (row["tenant"], row["account"], row["currency"])
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceRow:
+    currency: str
+    posted: Decimal
+    pending_in: Decimal
+    pending_out: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class EntryRow:
+    seq: int
+    transaction_id: str
+    currency: str
+    amount: Decimal
+    kind: str
+    posted: Decimal
+    pending_in: Decimal
+    pending_out: Decimal
+    timestamp: datetime
+
+
+# NOTE: a dict lookup; calling the Enum costs microseconds per row on the hot path.
+RULES = {rule.value: rule for rule in Rule}
+
+
+def head_from_row(row: Any) -> Head:
+    return Head(
+        account=row["account"],
+        currency=row["currency"],
+        rule=RULES[row["balance_rule"]],
+        posted=row["posted"],
+        pending_in=row["pending_in"],
+        pending_out=row["pending_out"],
+        version=row["version"],
+        last_ts=row["last_ts"],
+    )
+
+
+def account_from_row(row: Any, heads: Sequence[Head]) -> Account:
+    return Account(
+        id=row["id"],
+        rule=RULES[row["balance_rule"]],
+        data=json_value(row["data"]),
+        created_at=row["created_at"],
+        heads=tuple(heads),
+    )
+
+
+def transaction_from_row(row: Any, events: Any = ()) -> Transaction:
+    return Transaction(
+        id=row["id"],
+        status=Status(row["status"]),
+        mode=Mode(row["mode"]),
+        lines=_lines(row["lines"]),
+        data=json_value(row["data"]),
+        timestamp=row["timestamp"],
+        timestamp_given=row["timestamp_given"],
+        created_at=row["created_at"],
+        expires_at=row["expires_at"],
+        failure=json_value(row["failure"]) if row["failure"] is not None else None,
+        reverses=row["reverses"],
+        reversal_id=row["reversal_id"],
+        fingerprint=row["fingerprint"],
+        events=tuple((Status(s), datetime.fromisoformat(at)) for s, at in json_value(events)),
+    )
+
+
+def json_text(value: Any) -> str:
+    """JSON of a value for a `jsonb` parameter; Decimals as exact strings."""
+    return _encode(value).decode()
+
+
+def json_rows(rows: list[Any]) -> str:
+    return _encode(rows).decode()
+
+
+def plan_params(plan: Plan) -> dict[str, str]:
+    """The rows of a plan, one JSON text per table (see WRITE_PLAN)."""
+    heads = [
+        {"tenant": key[0], "account": h.account, "currency": h.currency, "posted": h.posted,
+         "pending_in": h.pending_in, "pending_out": h.pending_out, "version": h.version,
+         "last_ts": h.last_ts}
+        for key, h in plan.heads.items()
+    ]  # fmt: skip
+    entries = [
+        {"tenant": r.tenant, "account": r.entry.account, "currency": r.entry.currency,
+         "seq": r.entry.seq, "transaction_id": r.transaction_id, "kind": r.entry.kind,
+         "amount": r.entry.amount, "posted": r.entry.posted, "pending_in": r.entry.pending_in,
+         "pending_out": r.entry.pending_out, "timestamp": r.timestamp}
+        for r in plan.entries
+    ]  # fmt: skip
+    inserts = [
+        {"tenant": key[0], "id": t.id, "status": t.status, "mode": t.mode, "lines": t.lines,
+         "data": t.data, "timestamp": t.timestamp, "timestamp_given": t.timestamp_given,
+         "created_at": t.created_at, "expires_at": t.expires_at, "failure": t.failure,
+         "reverses": t.reverses, "reversal_id": t.reversal_id, "fingerprint": t.fingerprint}
+        for key, t in plan.inserts.items()
+    ]  # fmt: skip
+    updates = [
+        {"tenant": key[0], "id": t.id, "status": t.status, "failure": t.failure,
+         "reversal_id": t.reversal_id}
+        for key, t in plan.updates.items()
+    ]  # fmt: skip
+    # Event and Posting are flat dataclasses whose field names are the columns.
+    return {
+        "heads": json_rows(heads),
+        "entries": json_rows(entries),
+        "inserts": json_rows(inserts),
+        "updates": json_rows(updates),
+        "events": json_rows(plan.events),
+        "postings": json_rows(plan.postings),
+    }
+
+
+def encode_cursor(values: list[Any]) -> str:
+    """An opaque page cursor: the last row's key, URL-safe."""
+    return base64.urlsafe_b64encode(_encode(values)).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, error: type[InvalidRequest] = InvalidRequest) -> list[Any]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        return msgspec.json.decode(raw, type=list[Any])
+    except (ValueError, msgspec.DecodeError) as exc:
+        raise error("after: not a cursor of this list") from exc
+
+
+def entry_key(cursor: str) -> tuple[datetime, str, int]:
+    try:
+        ts, currency, seq = msgspec.convert(decode_cursor(cursor), type=tuple[str, str, int])
+        return datetime.fromisoformat(ts), currency, seq
+    except (ValueError, msgspec.ValidationError) as exc:
+        raise InvalidRequest("after: not a cursor of this list") from exc

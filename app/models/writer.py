@@ -1,0 +1,126 @@
+"""The group commit's database transaction: the store's side of `CommitPort`."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from app.ledger.batch import HeadKey, Plan, Transaction, TxnKey
+from app.ledger.commit import AccountKey, Recorded
+from app.ledger.documents import WORLD
+from app.ledger.log import Change
+from app.ledger.rules import Head
+from app.models.connections import Connection, positional
+from app.models.log import APPEND, changes_param
+from app.models.rows import (
+    head_from_row,
+    head_key,
+    json_rows,
+    keys_param,
+    plan_params,
+    transaction_from_row,
+)
+from app.models.statements import ENSURE_AND_READ_HEADS, LOCK_HEADS, LOCK_TRANSACTIONS, WRITE_PLAN
+
+# The writer connections prepare WRITE_PLAN once by name, so that a batch's write and its
+# COMMIT travel together in one simple query (asyncpg cannot pipeline two statements).
+WRITE_STATEMENT = "twofold_write"
+_WRITE_SQL, _WRITE_PARAMS = positional(WRITE_PLAN)
+PREPARE_WRITE = (
+    f"PREPARE {WRITE_STATEMENT} ("
+    + ", ".join("bigint" if name == "expected" else "json" for name in _WRITE_PARAMS)
+    + f") AS {_WRITE_SQL}"
+)
+APPEND_STATEMENT = "twofold_append"
+PREPARE_APPEND = f"PREPARE {APPEND_STATEMENT} (json) AS {positional(APPEND)[0]}"
+
+
+async def prepare_writer(connection: asyncpg.Connection) -> None:
+    """Each writer connection prepares the write and the append once, by name."""
+    await connection.execute(PREPARE_WRITE)
+    await connection.execute(PREPARE_APPEND)
+
+
+class Writer:
+    """`CommitPort` over a writer connection inside one database transaction."""
+
+    __slots__ = ("connection",)
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    async def record_and_read(
+        self, claimed: Sequence[tuple[str, str, str, str]], ids: Sequence[TxnKey]
+    ) -> Recorded:
+        read = await self.connection.execute(
+            ENSURE_AND_READ_HEADS,
+            {"world": WORLD, "transactions": keys_param(ids), "heads": keys_param(claimed)},
+        )
+        recorded = Recorded()
+        for r in read:
+            if r["taken"] is not None:
+                recorded.taken.append((r["tenant"], r["taken"]))
+            elif r["balance_rule"]:
+                recorded.heads[head_key(r)] = head_from_row(r)
+            if r["created"] is not None:
+                recorded.created[(r["tenant"], r["account"])] = (r["balance_rule"], r["created"])
+        return recorded
+
+    async def lock_transactions(self, keys: Sequence[TxnKey]) -> dict[TxnKey, Transaction]:
+        found = await self.connection.execute(LOCK_TRANSACTIONS, {"transactions": keys_param(keys)})
+        return {(r["tenant"], r["id"]): transaction_from_row(r, r["events"]) for r in found}
+
+    async def lock_heads(self, keys: Sequence[HeadKey]) -> tuple[dict[HeadKey, Head], datetime]:
+        locked = list(await self.connection.execute(LOCK_HEADS, {"heads": keys_param(keys)}))
+        if not locked:
+            return {}, await self.clock()
+        return {head_key(r): head_from_row(r) for r in locked}, max(r["now"] for r in locked)
+
+    async def clock(self) -> datetime:
+        now: datetime = (await self.connection.execute("SELECT clock_timestamp()")).scalar()
+        return now
+
+    async def write_and_commit(
+        self, plan: Plan, unused: Sequence[AccountKey], changes: Sequence[Change]
+    ) -> None:
+        await write_and_commit(self.connection, plan, unused, changes)
+
+
+async def write_and_commit(
+    connection: Connection,
+    plan: Plan,
+    unused: Sequence[AccountKey],
+    changes: Sequence[Change],
+) -> None:
+    """Write a plan and commit, in one round trip: a simple query of three statements,
+    the prepared write with its JSON texts as dollar-quoted literals, the log's append
+    (the only statement that waits for the tenant's log head), then COMMIT.
+
+    NOTE: the write and the COMMIT are the last two round trips under the balance
+    locks; sending them apart, a hot row stayed locked while the event loop came back to
+    the batch between them.
+    """
+    params: dict[str, Any] = {
+        **plan_params(plan),
+        "unused": json_rows([{"tenant": t, "account": a} for t, a in unused]),
+        "expected": len(plan.inserts),
+    }
+    values = [params[name] for name in _WRITE_PARAMS]
+    log = changes_param(changes)
+    texts = [log, *(v for v in values if isinstance(v, str))]
+    tag = _dollar_tag(texts)
+    literals = ", ".join(f"{tag}{v}{tag}" if isinstance(v, str) else str(int(v)) for v in values)
+    append = f"EXECUTE {APPEND_STATEMENT}({tag}{log}{tag}); " if changes else ""
+    await connection.raw.execute(f"EXECUTE {WRITE_STATEMENT}({literals}); {append}COMMIT")
+
+
+def _dollar_tag(texts: Sequence[str]) -> str:
+    """A dollar-quote tag that none of `texts` contains, so each is one literal."""
+    while True:
+        tag = f"$w{secrets.token_hex(8)}$"
+        if not any(tag in text for text in texts):
+            return tag

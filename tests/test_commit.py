@@ -1,0 +1,124 @@
+"""The group commit's steps against a fake port: what is read, locked and written, and
+in which order, without a database."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from app.ledger.batch import Group, HeadKey, Job, JobKind, Plan, Transaction, TxnKey
+from app.ledger.commit import AccountKey, Recorded, group_commit
+from app.ledger.documents import Draft, Line, Mode, Status
+from app.ledger.log import ZERO_HASH, Change
+from app.ledger.rules import Head, Rule
+
+NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)
+
+
+class FakePort:
+    """Accounts and heads in memory; every call noted in `calls`."""
+
+    def __init__(self, heads: dict[HeadKey, Head], rows: dict[TxnKey, Transaction]) -> None:
+        self.heads = heads
+        self.rows = rows
+        self.calls: list[str] = []
+        self.written: tuple[Plan, Sequence[AccountKey], Sequence[Change]] | None = None
+
+    async def record_and_read(
+        self, claimed: Sequence[tuple[str, str, str, str]], ids: Sequence[TxnKey]
+    ) -> Recorded:
+        self.calls.append("record_and_read")
+        recorded = Recorded(taken=[key for key in ids if key in self.rows])
+        for tenant, account, currency, _ in claimed:
+            key = (tenant, account, currency)
+            if key not in self.heads:
+                self.heads[key] = Head(account, currency, Rule.NON_NEGATIVE)
+                recorded.created[(tenant, account)] = ("non_negative", NOW)
+            else:
+                recorded.heads[key] = self.heads[key]
+        return recorded
+
+    async def lock_transactions(self, keys: Sequence[TxnKey]) -> dict[TxnKey, Transaction]:
+        self.calls.append("lock_transactions")
+        return {key: self.rows[key] for key in keys if key in self.rows}
+
+    async def lock_heads(self, keys: Sequence[HeadKey]) -> tuple[dict[HeadKey, Head], datetime]:
+        self.calls.append("lock_heads")
+        assert list(keys) == sorted(keys), "locks are taken in sorted order"
+        return {key: self.heads[key] for key in keys}, NOW
+
+    async def clock(self) -> datetime:
+        self.calls.append("clock")
+        return NOW
+
+    async def write_and_commit(
+        self, plan: Plan, unused: Sequence[AccountKey], changes: Sequence[Change]
+    ) -> None:
+        self.calls.append("write_and_commit")
+        self.written = (plan, unused, changes)
+
+
+def transfer(transaction_id: str, amount: str) -> Group:
+    lines = (Line("alice", "USD", Decimal(f"-{amount}")), Line("bob", "USD", Decimal(amount)))
+    draft = Draft(transaction_id, Mode.IMMEDIATE, lines, {}, None, None, f"f-{amount}")
+    return Group((Job(JobKind.CREATE, "t", transaction_id, draft),))
+
+
+def funded() -> dict[HeadKey, Head]:
+    return {("t", "alice", "USD"): Head("alice", "USD", Rule.NON_NEGATIVE, Decimal(10))}
+
+
+def types(changes: Sequence[Change]) -> list[str]:
+    return [json.loads(c.text(ZERO_HASH, 1))["type"] for c in changes]
+
+
+async def test_a_transfer_reads_locks_in_order_and_writes_with_its_log() -> None:
+    port = FakePort(funded(), {})
+    [[result]] = await group_commit(port, [transfer("t1", "4")])
+    assert result.error is None
+    assert result.transaction is not None
+    assert result.transaction.status is Status.COMPLETED
+    assert port.calls == ["record_and_read", "lock_heads", "write_and_commit"]
+    assert port.written is not None
+    plan, unused, changes = port.written
+    assert [e.entry.posted for e in plan.entries] == [Decimal(6), Decimal(4)]
+    assert unused == []
+    # bob was created by this first use: his account enters the log first.
+    assert types(changes) == ["account.created", "transaction.completed"]
+
+
+async def test_a_document_that_cannot_fit_fails_without_a_balance_lock() -> None:
+    port = FakePort(funded(), {})
+    port.heads[("t", "bob", "USD")] = Head("bob", "USD", Rule.NON_NEGATIVE)
+    [[result]] = await group_commit(port, [transfer("t2", "11")])
+    assert result.error is not None
+    assert result.error.code == "insufficient_funds"
+    assert port.calls == ["record_and_read", "clock", "write_and_commit"]
+    assert port.written is not None
+    assert types(port.written[2]) == ["transaction.failed"]
+
+
+async def test_a_failed_document_leaves_the_accounts_it_made_unused() -> None:
+    port = FakePort({}, {})
+    [[result]] = await group_commit(port, [transfer("t3", "1")])
+    assert result.error is not None
+    assert port.written is not None
+    _, unused, changes = port.written
+    assert unused == [("t", "alice"), ("t", "bob")]
+    assert types(changes) == ["transaction.failed"]
+
+
+async def test_a_taken_id_is_locked_and_answered_from_its_row() -> None:
+    port = FakePort(funded(), {})
+    [[first]] = await group_commit(port, [transfer("t4", "1")])
+    assert first.transaction is not None
+    port.rows[("t", "t4")] = first.transaction
+    port.calls.clear()
+    [[again]] = await group_commit(port, [transfer("t4", "1")])
+    assert again.transaction == first.transaction
+    assert again.created is False
+    assert port.calls == ["record_and_read", "lock_transactions", "clock", "write_and_commit"]
+    assert port.written is not None
+    assert port.written[2] == []
