@@ -68,8 +68,15 @@ async def test_schema_describes_the_real_routes(anonymous: httpx.AsyncClient):
         "/v1/accounts/{id}/entries",
         "/v1/transactions/{id}/data",
         "/v1/transactions/batch",
+        "/v1/events",
+        "/v1/events/head",
+        "/v1/events/stream",
+        "/v1/verify",
+        "/v1/sinks",
+        "/v1/sinks/{id}",
     ):
         assert path in paths, path
+    assert "text/event-stream" in paths["/v1/events/stream"]["get"]["responses"]["200"]["content"]
     assert set(paths["/v1/transactions/batch"]) == {"post"}
     assert set(paths["/v1/transactions/{id}"]) == {"get", "put", "delete"}
     assert set(document["components"]["securitySchemes"]) == {"basic", "bearer"}

@@ -29,7 +29,10 @@ from app.controllers.schemas import (
     TransactionOut,
     TransactionsOut,
 )
+from app.controllers.sinks import SinkIn, SinkOut, SinksOut
+from app.ledger.log import EventType
 from app.problems import STATUS_BY_CODE
+from app.streams.sinks import SCHEMES
 
 VENDOR = Path(__file__).resolve().parent.parent / "static" / "vendor"
 SWAGGER = "swagger-ui-5.35.0"
@@ -71,6 +74,16 @@ REFINED = {
     ("TransactionIn", "expires_at"): {
         "anyOf": [{"type": "string", "format": "date-time"}, {"type": "null"}]
     },
+    ("SinkIn", "id"): {"anyOf": [{"type": "string", "pattern": ID_PATTERN}, {"type": "null"}]},
+    ("SinkIn", "type"): {"enum": list(SCHEMES)},
+    ("SinkIn", "url"): {"type": "string", "format": "uri"},
+    ("SinkIn", "types"): {
+        "anyOf": [
+            {"type": "array", "minItems": 1, "items": {"enum": [t.value for t in EventType]}},
+            {"type": "null"},
+        ]
+    },
+    ("SinkIn", "after"): {"anyOf": [{"type": "integer", "minimum": 0}, {"type": "null"}]},
 }
 
 PROBLEM = {
@@ -94,6 +107,88 @@ PROBLEM = {
         "currency": {"type": "string"},
         "available": {"type": "string"},
         "required": {"type": "string"},
+    },
+}
+HASH = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+EVENT = {
+    "type": "object",
+    "description": "One change of the tenant's log; `hash` chains it to the one before.",
+    "required": ["sequence", "type", "at", "balances", "previous_hash", "hash"],
+    "properties": {
+        "sequence": {"type": "integer", "minimum": 1},
+        "type": {"enum": [t.value for t in EventType]},
+        "at": {"type": "string", "format": "date-time"},
+        "transaction": {"type": "object", "description": "as GET answers it, without events"},
+        "account": {"type": "object", "description": "as GET answers it, without balances"},
+        "balances": {"type": "object", "description": "{account: {currency: balance}}"},
+        "previous_hash": HASH,
+        "hash": HASH,
+    },
+}
+EXTRA_SCHEMAS = {
+    "Event": EVENT,
+    "EventsOut": {
+        "type": "object",
+        "required": ["items", "next"],
+        "properties": {
+            "items": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}},
+            "next": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+        },
+    },
+    "LogHead": {
+        "type": "object",
+        "required": ["sequence", "hash", "at"],
+        "properties": {
+            "sequence": {"type": "integer", "minimum": 0},
+            "hash": HASH,
+            "at": {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "null"}]},
+        },
+    },
+    "VerifyOut": {
+        "type": "object",
+        "required": ["ok", "checked", "head", "problems"],
+        "properties": {
+            "ok": {"type": "boolean"},
+            "checked": {
+                "type": "object",
+                "properties": {
+                    k: {"type": "integer"}
+                    for k in ("events", "transactions", "entries", "accounts")
+                },
+            },
+            "head": {
+                "type": "object",
+                "properties": {"sequence": {"type": "integer"}, "hash": HASH},
+            },
+            "problems": {
+                "type": "array",
+                "maxItems": 100,
+                "items": {
+                    "type": "object",
+                    "required": ["kind", "where", "detail"],
+                    "properties": {
+                        "kind": {
+                            "enum": [
+                                "sequence_gap",
+                                "hash_mismatch",
+                                "event_mismatch",
+                                "entry_mismatch",
+                                "transaction_mismatch",
+                                "rule_broken",
+                                "sum_not_zero",
+                            ]
+                        },
+                        "where": {"type": "string"},
+                        "detail": {"type": "string"},
+                    },
+                },
+            },
+        },
+    },
+    "EventStream": {
+        "type": "string",
+        "description": "Server-Sent Events: `id: <sequence>`, `event: <type>`, `data: <event>`;"
+        " a comment line at least every 15 s.",
     },
 }
 SEARCH = {
@@ -129,6 +224,7 @@ class Operation:
     query: Sequence[tuple[str, dict[str, Any]]] = ()
     problems: Sequence[str] = ()
     write: bool = False
+    media: str = "application/json"
 
 
 TEXT = {"type": "string"}
@@ -189,10 +285,29 @@ OPERATIONS = (
               write=True),
     Operation("put", "/v1/transactions/{id}/data", "Replace a transaction's data",
               (200, "TransactionOut"), "DataIn", problems=("not_found",), write=True),
+    Operation("get", "/v1/events", "The tenant's log, oldest first", (200, "EventsOut"),
+              query=(("after", {"type": "integer", "minimum": 0}), LIMIT,
+                     ("type", {"enum": [t.value for t in EventType]})),
+              problems=("invalid_request",)),
+    Operation("get", "/v1/events/head", "The newest event: keep it to detect a rewrite",
+              (200, "LogHead")),
+    Operation("get", "/v1/events/stream", "The log as it grows (Server-Sent Events)",
+              (200, "EventStream"), query=(("after", {"type": "integer", "minimum": 0}),),
+              problems=("invalid_request",), media="text/event-stream"),
+    Operation("post", "/v1/verify", "Re-check the tenant's ledger from its stored rows",
+              (200, "VerifyOut")),
+    Operation("get", "/v1/sinks", "The tenant's sinks", (200, "SinksOut")),
+    Operation("post", "/v1/sinks", "Send the log to a webhook, Redis, NATS or RabbitMQ",
+              (201, "SinkOut"), "SinkIn", problems=("sink_exists",)),
+    Operation("get", "/v1/sinks/{id}", "A sink and how far it got", (200, "SinkOut"),
+              problems=("invalid_request", "not_found")),
+    Operation("delete", "/v1/sinks/{id}", "Stop and remove a sink", (200, "SinkOut"),
+              problems=("invalid_request", "not_found")),
 )  # fmt: skip
 
 STRUCTS = (AccountIn, AccountOut, AccountsOut, BalancesAtOut, BatchIn, BatchOut, DataIn,
-           EntriesOut, TransactionIn, TransactionOut, TransactionsOut)  # fmt: skip
+           EntriesOut, TransactionIn, TransactionOut, TransactionsOut, SinkIn, SinkOut,
+           SinksOut)  # fmt: skip
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -204,6 +319,7 @@ def _components() -> dict[str, Any]:
     for (struct, name), schema in REFINED.items():
         schemas[struct]["properties"][name] = schema
     schemas["Problem"] = PROBLEM
+    schemas.update(EXTRA_SCHEMAS)
     return dict(sorted(schemas.items()))
 
 
@@ -212,7 +328,7 @@ def _responses(operation: Operation) -> dict[str, Any]:
     responses: dict[str, Any] = {
         str(status): {
             "description": "OK",
-            "content": {"application/json": {"schema": _ref(schema)}},
+            "content": {operation.media: {"schema": _ref(schema)}},
         }
     }
     codes = [*operation.problems, *ANY_V1, *(WRITES if operation.write else ())]

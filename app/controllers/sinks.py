@@ -45,6 +45,10 @@ class SinkOut(msgspec.Struct, omit_defaults=True):
     secret: str | None = None  # a webhook's, in the answer that made it only
 
 
+class SinksOut(msgspec.Struct):
+    items: list[SinkOut]
+
+
 def _out(sink: Sink, head: int, secret: str | None = None) -> SinkOut:
     return SinkOut(
         id=sink.id, type=sink.type, url=masked(sink.url),
