@@ -17,7 +17,7 @@ from app.ledger.errors import InvalidRequest
 from app.ledger.log import EventType, format_instant
 from app.models.log import read_events, read_head
 from app.models.store import PostgresStore
-from app.streams.tail import LogTail
+from app.streams.tail import LogTail, Page
 
 KEEPALIVE_S = 10.0
 _TYPES = {t.value for t in EventType}
@@ -80,23 +80,24 @@ class EventController(Controller):
         )
 
 
-async def _sse(events: AsyncIterator[Any]) -> AsyncIterator[bytes]:
-    """Each event as `id`, `event`, `data`; a comment line while nothing happens."""
+async def _sse(pages: AsyncIterator[Page]) -> AsyncIterator[bytes]:
+    """Each event as `id`, `event`, `data`, a page of them per write; a comment line
+    while nothing happens."""
     yield b": connected\n\n"
     pending: asyncio.Future[Any] | None = None
     try:
         while True:
             if pending is None:
-                pending = asyncio.ensure_future(anext(events))
+                pending = asyncio.ensure_future(anext(pages))
             done, _ = await asyncio.wait({pending}, timeout=KEEPALIVE_S)
             if not done:
                 yield b": keep-alive\n\n"
                 continue
-            event, pending = pending.result(), None
-            yield f"id: {event.sequence}\nevent: {event.type}\ndata: {event.text}\n\n".encode()
+            page, pending = pending.result(), None
+            yield page.sse
     finally:
         if pending is not None:
             pending.cancel()
             with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
                 await pending
-        await events.aclose()  # type: ignore[attr-defined]
+        await pages.aclose()  # type: ignore[attr-defined]

@@ -98,6 +98,11 @@ class StoredEvent:
     type: str
     text: str  # as served, with its hash
 
+    @property
+    def sse(self) -> bytes:
+        """The event as one Server-Sent Event."""
+        return f"id: {self.sequence}\nevent: {self.type}\ndata: {self.text}\n\n".encode()
+
 
 async def read_events(
     store: PostgresStore, tenant: str, after: int, limit: int, type_: str | None = None

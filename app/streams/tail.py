@@ -1,9 +1,10 @@
 """One reader of each tenant's log per process, shared by every live stream on it.
 
 A stream does not poll the database: while a tenant has subscribers, one task per
-process reads its new events every `poll_s` and hands them to each subscriber's queue.
-A subscriber first catches up from the table by itself, then takes from its queue what
-is newer than what it sent; one that falls too far behind catches up again the same way.
+process reads its new events every `poll_s` and hands each page of them, encoded once, to
+every subscriber's queue. A subscriber first catches up from the table by itself, then
+takes from its queue what is newer than what it sent; one that falls too far behind
+catches up again the same way.
 """
 
 from __future__ import annotations
@@ -19,12 +20,34 @@ from app.models.store import PostgresStore
 
 log = logging.getLogger("twofold.streams")
 PAGE = 1000
-QUEUE_MAX = 10_000
+QUEUE_MAX = 64  # pages: up to 64,000 events a subscriber has not taken yet
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """Events in sequence order and their Server-Sent Events, encoded once for all."""
+
+    events: tuple[StoredEvent, ...]
+    sse: bytes
+
+    @classmethod
+    def of(cls, events: list[StoredEvent]) -> Page:
+        return cls(tuple(events), b"".join(event.sse for event in events))
+
+    @property
+    def last(self) -> int:
+        return self.events[-1].sequence
+
+    def after(self, sequence: int) -> Page:
+        """The part of the page after `sequence`."""
+        if self.events[0].sequence > sequence:
+            return self
+        return Page.of([e for e in self.events if e.sequence > sequence])
 
 
 @dataclass(eq=False)
 class _Subscriber:
-    queue: asyncio.Queue[StoredEvent] = field(default_factory=lambda: asyncio.Queue(QUEUE_MAX))
+    queue: asyncio.Queue[Page] = field(default_factory=lambda: asyncio.Queue(QUEUE_MAX))
     lagging: bool = False
 
 
@@ -41,8 +64,9 @@ class LogTail:
         self.poll_s = poll_s
         self.feeds: dict[str, _Feed] = {}
 
-    async def follow(self, tenant: str, after: int) -> AsyncIterator[StoredEvent]:
-        """Every event after `after`, in order, then each new one as it commits."""
+    async def follow(self, tenant: str, after: int) -> AsyncIterator[Page]:
+        """Every event after `after`, in order, then the new ones as they commit, a page
+        at a time."""
         subscriber = _Subscriber()
         await self._join(tenant, subscriber)
         try:
@@ -51,19 +75,21 @@ class LogTail:
                 # Catch up from the table; the queue holds what the feed read meanwhile.
                 subscriber.lagging = False
                 while True:
-                    page = await read_events(self.store, tenant, sent, PAGE)
-                    for event in page:
-                        yield event
-                        sent = event.sequence
-                    if len(page) < PAGE:
+                    events = await read_events(self.store, tenant, sent, PAGE)
+                    if events:
+                        page = Page.of(events)
+                        yield page
+                        sent = page.last
+                    if len(events) < PAGE:
                         break
                 while True:
-                    event = await subscriber.queue.get()
+                    page = await subscriber.queue.get()
                     if subscriber.lagging:
-                        break  # the queue lost events: back to the table
-                    if event.sequence > sent:
-                        yield event
-                        sent = event.sequence
+                        break  # the queue lost pages: back to the table
+                    if page.last > sent:
+                        page = page.after(sent)
+                        yield page
+                        sent = page.last
                 while not subscriber.queue.empty():
                     subscriber.queue.get_nowait()
         finally:
@@ -96,19 +122,20 @@ class LogTail:
             except Exception:
                 log.exception("reading the log of %s failed; retrying", tenant)
                 page = []
-            for event in page:
-                feed.last = event.sequence
+            if page:
+                shared = Page.of(page)
+                feed.last = shared.last
                 for subscriber in feed.subscribers:
                     if subscriber.lagging:
                         continue
                     try:
-                        subscriber.queue.put_nowait(event)
+                        subscriber.queue.put_nowait(shared)
                     except asyncio.QueueFull:
                         subscriber.lagging = True
                         # Wake it so that it catches up from the table.
                         with contextlib.suppress(asyncio.QueueEmpty):
                             subscriber.queue.get_nowait()
-                        subscriber.queue.put_nowait(event)
+                        subscriber.queue.put_nowait(shared)
             if len(page) < PAGE:
                 await asyncio.sleep(self.poll_s)
 
