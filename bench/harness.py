@@ -37,6 +37,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.consumers import Streams, delivery_lag  # noqa: E402
 from integration_tests.server import Backends, Service, with_database  # noqa: E402
 
 WRK = ROOT / "bench" / "wrk"
@@ -296,7 +297,26 @@ async def scenarios(
             if not wanted(name, only):
                 continue
             results[name] = await measure(c, service.base_url, seconds, name, script, clients, env)
+        if wanted("uniform_200_streams", only):
+            # `uniform` again while 200 streams follow the tenant's log live.
+            head = (await c.get("/v1/events/head")).json()["sequence"]
+            async with Streams(service.base_url, 200, head, measure=False) as streams:
+                result = await measure(c, service.base_url, seconds, "uniform_200_streams",
+                                       "uniform", CLIENTS, {})  # fmt: skip
+            result["stream_events"], result["stream_bytes"] = streams.events, streams.bytes
+            results["uniform_200_streams"] = result
     return results
+
+
+async def lag(service: Service) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=service.base_url, auth=("abc", "123"), timeout=300) as c:
+        result = await delivery_lag(c, transfers=10_000, sinks=3, streams=50)
+    print(f"  log_lag: {result['transfers']} transfers at {result['written_per_s']}/s;"
+          f" 3 webhook sinks p50 {result['sink_lag']['p50_ms']} ms p99"
+          f" {result['sink_lag']['p99_ms']} ms ({result['sink_deliveries']} deliveries);"
+          f" 50 streams p50 {result['stream_lag']['p50_ms']} ms p99"
+          f" {result['stream_lag']['p99_ms']} ms ({result['stream_events']} events)")  # fmt: skip
+    return result
 
 
 async def measure(
@@ -394,6 +414,8 @@ def main() -> None:
             report["scenarios"] = asyncio.run(
                 scenarios(service, backends.database_url, seconds, history, only)
             )
+            if wanted("log_lag", only):
+                report["log_lag"] = asyncio.run(lag(service))
         finally:
             service.stop()
         if wanted("overload_4x_bounded", only):

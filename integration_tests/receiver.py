@@ -16,10 +16,11 @@ from standardwebhooks import Webhook
 
 @dataclass
 class Received:
-    at: float
+    at: float  # time.monotonic()
     headers: dict[str, str]
     body: bytes
     status: int
+    wall: float = 0.0  # time.time()
 
     @property
     def event(self) -> Any:
@@ -83,7 +84,7 @@ class Receiver:
                 if self.delay_s:
                     await asyncio.sleep(self.delay_s)
                 status = self.answer(len(self.got))
-                self.got.append(Received(time.monotonic(), headers, body, status))
+                self.got.append(Received(time.monotonic(), headers, body, status, time.time()))
                 writer.write(f"HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n".encode())
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):

@@ -359,9 +359,15 @@ async def test_a_killed_worker_s_sinks_are_taken_over_from_where_they_stopped(
                 assert time.monotonic() < deadline
                 await asyncio.sleep(0.1)
         seen = receiver.sequences()
-        assert seen == sorted(seen)  # in order; a repeat only of what was in flight
         assert sorted(set(seen)) == expected
-        assert len(seen) - len(expected) <= 1
+        # In order, twice over at most: the survivor resends what the dead process sent
+        # after it last recorded its position (every 0.1 s, 5 events at most here).
+        runs = [0, *(i for i in range(1, len(seen)) if seen[i] <= seen[i - 1])]
+        assert len(runs) <= 2
+        for start, end in itertools.pairwise([*runs, len(seen)]):
+            run = seen[start:end]
+            assert run == [s for s in expected if run[0] <= s <= run[-1]]
+        assert len(seen) - len(expected) <= 6
     finally:
         await receiver.stop()
         for service in services:

@@ -17,42 +17,13 @@ if TYPE_CHECKING:
 _encode = msgspec.json.Encoder().encode
 
 # Number and chain a commit's changes, per tenant in the order given, after the newest
-# event; then write them and move the head. The head rows are locked in tenant order in
-# the commit's last statement, so a tenant's numbers follow its commit order and a
-# rollback gives them back (no gap). Each hash is SHA-256 of the previous hash followed
-# by the event's canonical text (`Change.text`), made here around the numbers.
-# `:changes` is `[{tenant, type, at, prefix, suffix}, ...]` (see app/ledger/log.py).
-APPEND = """
-WITH RECURSIVE given AS (
-    SELECT v.tenant, v.type, v.at, v.prefix, v.suffix,
-           row_number() OVER (PARTITION BY v.tenant ORDER BY v.n) AS k
-    FROM json_to_recordset(CAST(:changes AS json))
-         AS v(n int, tenant text, type text, at timestamptz, prefix text, suffix text)
-), head AS MATERIALIZED (
-    SELECT h.tenant, h.sequence, h.hash FROM log_heads h
-    WHERE h.tenant IN (SELECT tenant FROM given)
-    ORDER BY h.tenant
-    FOR UPDATE
-), chain (tenant, k, sequence, hash, type, at, body) AS (
-    SELECT tenant, CAST(0 AS bigint), sequence, hash, NULL, CAST(NULL AS timestamptz), NULL
-    FROM head
-    UNION ALL
-    SELECT c.tenant, c.k + 1, c.sequence + 1,
-           encode(sha256(convert_to(c.hash || t.body, 'UTF8')), 'hex'), g.type, g.at, t.body
-    FROM chain c
-    JOIN given g ON g.tenant = c.tenant AND g.k = c.k + 1
-    CROSS JOIN LATERAL (
-        SELECT g.prefix || c.hash || '","sequence":' || (c.sequence + 1) || g.suffix AS body
-    ) t
-), written AS (
-    INSERT INTO events (tenant, sequence, type, at, body, hash)
-    SELECT tenant, sequence, type, at, body, hash FROM chain WHERE k > 0
-)
-UPDATE log_heads h SET sequence = n.sequence, hash = n.hash, at = n.at
-FROM (SELECT DISTINCT ON (tenant) tenant, sequence, hash, at FROM chain
-      WHERE k > 0 ORDER BY tenant, k DESC) AS n
-WHERE h.tenant = n.tenant
-"""
+# event; then write them and move the head (`twofold_append`, migration 0005). The head
+# rows are locked in tenant order in the commit's last statement, so a tenant's numbers
+# follow its commit order and a rollback gives them back (no gap). Each hash is SHA-256
+# of the previous hash followed by the event's canonical text (`Change.text`), made
+# there around the numbers.
+# `:changes` is `[{n, tenant, type, at, prefix, suffix}, ...]` (see app/ledger/log.py).
+APPEND = "SELECT twofold_append(CAST(:changes AS json))"
 
 ENSURE_HEADS = """
 INSERT INTO log_heads (tenant) SELECT unnest(CAST(:tenants AS text[])) ON CONFLICT DO NOTHING

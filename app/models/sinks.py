@@ -167,14 +167,16 @@ async def delivered(store: PostgresStore, sink: Sink, owner: str, sequence: int)
 
 
 async def failed(
-    store: PostgresStore, sink: Sink, owner: str, error: str, retry_max_s: float
+    store: PostgresStore, sink: Sink, owner: str, error: str, retry_max_s: float, sent: int
 ) -> int | None:
-    """Record a failed attempt and when the next one is due (1 s, doubling, at most
-    `retry_max_s`); the failures in a row, None when the lease is lost."""
+    """Record a failed attempt, the events acknowledged before it (`sent`), and when the
+    next attempt is due (1 s, doubling, at most `retry_max_s`); the failures in a row,
+    None when the lease is lost."""
     async with store.connection() as connection:
         row = (
             await connection.execute(
                 "UPDATE sinks SET failures = failures + 1, last_error = :error,"
+                " delivered = greatest(delivered, :sent),"
                 " last_attempt_at = clock_timestamp(),"
                 " next_attempt_at = clock_timestamp()"
                 " + make_interval(secs => least(power(2, least(failures, 30)), :retry_max_s))"
@@ -186,6 +188,7 @@ async def failed(
                     "owner": owner,
                     "error": error[:500],
                     "retry_max_s": retry_max_s,
+                    "sent": sent,
                 },
             )
         ).first()

@@ -29,6 +29,9 @@ from app.streams.transports import DeliveryError, Transport, transport
 log = logging.getLogger("twofold.sinks")
 PAGE = 100
 SINKS_PER_PROCESS = 64
+# How often a sink's position is recorded while it sends: a process that dies resends
+# what it sent in at most this long (and the page it was on, for a fast sink).
+RECORD_EVERY_S = 0.1
 
 
 class SinkRunner:
@@ -94,21 +97,27 @@ class SinkRunner:
             if not page:
                 await asyncio.sleep(self.settings.sink_poll_s)
                 continue
+            # Each event is sent once the one before it was acknowledged; the position is
+            # recorded every RECORD_EVERY_S, after the page, and before any wait.
+            loop = asyncio.get_running_loop()
+            recorded = loop.time()
             for event in page:
                 if wanted is not None and event.type not in wanted:
                     continue
-                if not await self._send(sink, sender, event):
+                if not await self._send(sink, sender, event, position):
                     return
-                if not await stored.delivered(self.store, sink, self.owner, event.sequence):
-                    return  # deleted, or the lease went to another process
                 position = event.sequence
-            if page[-1].sequence > position:  # the last ones were of other types
-                position = page[-1].sequence
-                if not await stored.delivered(self.store, sink, self.owner, position):
-                    return
+                if loop.time() - recorded >= RECORD_EVERY_S:
+                    if not await stored.delivered(self.store, sink, self.owner, position):
+                        return  # deleted, or the lease went to another process
+                    recorded = loop.time()
+            position = page[-1].sequence
+            if not await stored.delivered(self.store, sink, self.owner, position):
+                return
 
-    async def _send(self, sink: Sink, sender: Transport, event: StoredEvent) -> bool:
-        """Send until acknowledged; False when the sink is no longer ours to serve."""
+    async def _send(self, sink: Sink, sender: Transport, event: StoredEvent, sent: int) -> bool:
+        """Send until acknowledged (`sent`: the last event acknowledged before it); False
+        when the sink is no longer ours to serve."""
         message_id = f"{sink.tenant}:{event.sequence}"
         while True:
             try:
@@ -116,7 +125,7 @@ class SinkRunner:
                 return True
             except DeliveryError as exc:
                 failures = await stored.failed(
-                    self.store, sink, self.owner, str(exc), self.settings.sink_retry_max_s
+                    self.store, sink, self.owner, str(exc), self.settings.sink_retry_max_s, sent
                 )
                 if failures is None:
                     return False

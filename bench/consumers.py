@@ -1,0 +1,140 @@
+"""Consumers of the log for `make bench`: live streams (SSE) and webhook sinks, each
+event's delivery lag measured from its `at` (when the group commit applied it, just
+before its commit) to its receipt, on this machine's one clock."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from integration_tests.receiver import Receiver
+
+AT = b'"at":"'
+
+
+def _lag_s(event: bytes, received: float) -> float:
+    """Seconds from the event's `at` to `received` (time.time())."""
+    start = event.index(AT) + len(AT)
+    at = datetime.fromisoformat(event[start : event.index(b'"', start)].decode())
+    return received - at.timestamp()
+
+
+class Streams:
+    """`count` open streams on one tenant; with `measure`, every event's lag."""
+
+    def __init__(self, base_url: str, count: int, after: int, measure: bool) -> None:
+        self.base_url, self.count, self.after, self.measure = base_url, count, after, measure
+        self.lags: list[float] = []
+        self.events = 0
+        self.bytes = 0
+        self.tasks: list[asyncio.Task[None]] = []
+
+    async def __aenter__(self) -> Streams:
+        self.client = httpx.AsyncClient(
+            base_url=self.base_url, auth=("abc", "123"), timeout=None,
+            limits=httpx.Limits(max_connections=self.count + 8),
+        )  # fmt: skip
+        self.tasks = [asyncio.create_task(self._read()) for _ in range(self.count)]
+        await asyncio.sleep(1)  # every stream connected and caught up
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError, httpx.HTTPError):
+                await task
+        await self.client.aclose()
+
+    async def _read(self) -> None:
+        params = {"after": str(self.after)}
+        rest = b""
+        async with self.client.stream("GET", "/v1/events/stream", params=params) as response:
+            async for chunk in response.aiter_raw():
+                self.bytes += len(chunk)
+                if not self.measure:
+                    self.events += chunk.count(b"\nid: ") + chunk.startswith(b"id: ")
+                    continue
+                now = time.time()
+                lines = (rest + chunk).split(b"\n")
+                rest = lines.pop()  # a line the next chunk ends
+                for line in lines:
+                    if line.startswith(b"data: "):
+                        self.events += 1
+                        self.lags.append(_lag_s(line, now))
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    if not ordered:
+        return {"p50_ms": 0.0, "p99_ms": 0.0, "max_ms": 0.0}
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+    return {"p50_ms": round(pick(0.50) * 1000, 1), "p99_ms": round(pick(0.99) * 1000, 1),
+            "max_ms": round(ordered[-1] * 1000, 1)}  # fmt: skip
+
+
+async def delivery_lag(
+    client: httpx.AsyncClient, transfers: int, sinks: int, streams: int
+) -> dict[str, Any]:
+    """`transfers` immediate transfers (batches of 50 from 8 clients) while `sinks`
+    webhooks and `streams` live streams consume the log: the lag of each delivery."""
+    head = (await client.get("/v1/events/head")).json()["sequence"]
+    receivers = [await Receiver().start() for _ in range(sinks)]
+    made = []
+    for receiver in receivers:
+        answer = await client.post("/v1/sinks", json={
+            "type": "webhook", "url": receiver.url, "after": head,
+            "types": ["transaction.completed"]})  # fmt: skip
+        made.append(answer.json()["id"])
+    started = time.perf_counter()
+    try:
+        async with Streams(str(client.base_url), streams, head, measure=True) as watched:
+            queue = list(range(transfers // 50))
+
+            async def send() -> None:
+                while queue:
+                    queue.pop()
+                    items = []
+                    for _ in range(50):
+                        a, b = random.sample(range(10_000), 2)
+                        items.append({"lines": [
+                            {"account": f"a{a}", "currency": "USD", "amount": "-1"},
+                            {"account": f"a{b}", "currency": "USD", "amount": "1"}]})  # fmt: skip
+                    batch = {"mode": "immediate", "transactions": items}
+                    answer = await client.post("/v1/transactions/batch", json=batch)
+                    answer.raise_for_status()
+
+            await asyncio.gather(*(send() for _ in range(8)))
+            written_s = time.perf_counter() - started
+            deadline = time.monotonic() + 120
+            while (min(len(r.delivered()) for r in receivers) < transfers
+                   or watched.events < streams * transfers):  # fmt: skip
+                if time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.05)
+            sink_lags = [_lag_s(x.body, x.wall) for r in receivers for x in r.delivered()]
+            return {
+                "transfers": transfers,
+                "written_per_s": round(transfers / written_s, 1),
+                "sinks": sinks,
+                "sink_deliveries": sum(len(r.delivered()) for r in receivers),
+                "sink_lag": percentiles(sink_lags),
+                "streams": streams,
+                "stream_events": watched.events,
+                "stream_lag": percentiles(watched.lags),
+            }
+    finally:
+        for sink_id in made:
+            await client.delete(f"/v1/sinks/{sink_id}")
+        for receiver in receivers:
+            await receiver.stop()
