@@ -21,7 +21,7 @@ from app.controllers.accounts import AccountController
 from app.controllers.events import EventController
 from app.controllers.fastpath import FastPath
 from app.controllers.integrity import IntegrityController
-from app.controllers.openapi import ASSETS, VENDOR, SchemaController
+from app.controllers.openapi import ASSETS, VENDOR, SchemaController, allowed_methods
 from app.controllers.service import ServiceController
 from app.controllers.sinks import SinkController
 from app.controllers.transactions import TransactionController
@@ -128,7 +128,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         # NOTE: these speak raw ASGI with plain dicts; Litestar's TypedDicts are narrower.
         middleware=[
             DefineMiddleware(cast(Any, RequestMetrics)),
-            DefineMiddleware(cast(Any, Options)),
+            DefineMiddleware(cast(Any, Options), documented=allowed_methods()),
             DefineMiddleware(
                 cast(Any, BodyLimit),
                 body_size_max=settings.body_size_max,

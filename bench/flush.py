@@ -35,8 +35,8 @@ SIZES = ((16, 300), (64, 100), (256, 30))  # transfers per batch, batches
 
 
 def transfer(lines: list[dict[str, str]]) -> Group:
-    body = msgspec.convert({"lines": lines}, TransactionIn)
-    draft = body.draft(Mode.IMMEDIATE, utc_now())
+    body = msgspec.json.decode(msgspec.json.encode({"lines": lines}), type=TransactionIn)
+    draft = body.draft(Mode.IMMEDIATE, utc_now(), Settings().limits)
     return Group((Job(JobKind.CREATE, TENANT, draft.id, draft),))
 
 

@@ -92,6 +92,18 @@ async def test_options_and_405_name_the_methods(api: httpx.AsyncClient):
     assert set(options.headers["allow"].split(", ")) == {"GET", "POST", "OPTIONS"}
     options = await api.options("/v1/transactions/x")
     assert set(options.headers["allow"].split(", ")) == {"GET", "PUT", "DELETE", "OPTIONS"}
+    # A sub-resource names its own methods, not its parent's.
+    for path, methods in (
+        ("/v1/accounts/a%2Fb/balances", {"GET"}),
+        ("/v1/accounts/x/entries", {"GET"}),
+        ("/v1/transactions/x/data", {"PUT"}),
+        ("/v1/accounts/x", {"GET", "PUT"}),
+        ("/v1/events/head", {"GET"}),
+        ("/v1/sinks/s", {"GET", "DELETE"}),
+        ("/v1/verify", {"POST"}),
+    ):
+        options = await api.options(path)
+        assert set(options.headers["allow"].split(", ")) == {*methods, "OPTIONS"}, path
     refused = await api.patch("/v1/accounts")
     assert refused.status_code == 405
     assert refused.json()["code"] == "invalid_request"

@@ -3,7 +3,6 @@ in which order, without a database."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -11,7 +10,7 @@ from decimal import Decimal
 from app.ledger.batch import Group, HeadKey, Job, JobKind, Plan, Transaction, TxnKey
 from app.ledger.commit import AccountKey, Recorded, group_commit
 from app.ledger.documents import Draft, Line, Mode, Status
-from app.ledger.log import ZERO_HASH, Change
+from app.ledger.log import Change
 from app.ledger.rules import Head, Rule
 
 NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)
@@ -71,7 +70,7 @@ def funded() -> dict[HeadKey, Head]:
 
 
 def types(changes: Sequence[Change]) -> list[str]:
-    return [json.loads(c.text(ZERO_HASH, 1))["type"] for c in changes]
+    return [c.type.value for c in changes]
 
 
 async def test_a_transfer_reads_locks_in_order_and_writes_with_its_log() -> None:

@@ -8,6 +8,7 @@ apart themselves, which Litestar could only describe as one `{rest}` path.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -304,6 +305,21 @@ OPERATIONS = (
     Operation("delete", "/v1/sinks/{id}", "Stop and remove a sink", (200, "SinkOut"),
               problems=("invalid_request", "not_found")),
 )  # fmt: skip
+
+
+def allowed_methods() -> list[tuple[re.Pattern[str], frozenset[str]]]:
+    """Each documented path as a pattern of raw request paths (an id's own slashes come
+    encoded as `%2F`), with the methods it answers: `Allow` for a sub-resource such as
+    `/v1/accounts/{id}/balances` names its own methods, not its parent's."""
+    methods: dict[str, set[str]] = {}
+    for operation in OPERATIONS:
+        methods.setdefault(operation.path, set()).add(operation.method.upper())
+    return [
+        (re.compile(re.escape(path).replace(re.escape("{id}"), "[^/]+") + "/?"),
+         frozenset(found | {"OPTIONS"}))
+        for path, found in methods.items()
+    ]  # fmt: skip
+
 
 STRUCTS = (AccountIn, AccountOut, AccountsOut, BalancesAtOut, BatchIn, BatchOut, DataIn,
            EntriesOut, TransactionIn, TransactionOut, TransactionsOut, SinkIn, SinkOut,

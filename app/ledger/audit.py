@@ -16,9 +16,17 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import rfc8785
+
 from app.ledger.batch import Transaction
 from app.ledger.documents import Mode, Status
-from app.ledger.log import ZERO_HASH, account_text, chain_hash, transaction_text
+from app.ledger.log import (
+    ZERO_HASH,
+    AccountState,
+    account_view,
+    chain_hash,
+    transaction_view,
+)
 from app.ledger.money import format_amount
 from app.ledger.rules import Effect, Head, Rule, apply_line, breach
 
@@ -47,8 +55,12 @@ class EntryRow:
     timestamp: datetime
 
 
-def _digest(value: Any) -> bytes:
-    """The same digest for equal JSON values, whichever text they were read from."""
+def _digest(view: Mapping[str, Any]) -> bytes:
+    """The same digest for an account's or a transaction's view, whether it was read
+    from an event or from the tables: `data` by RFC 8785, so that `1.0` read back from
+    jsonb and `1` read from the event's canonical text are one number."""
+    data = view.get("data") or {}
+    value = {**view, "data": rfc8785.dumps(data).decode() if data else "{}"}
     text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.blake2b(text.encode(), digest_size=16).digest()
 
@@ -143,12 +155,12 @@ class Audit:
     ) -> None:
         self.checked["accounts"] += 1
         self.rules[account_id] = Rule(rule)
-        state = _digest(json.loads(account_text(account_id, rule, data, created_at)))
+        state = _digest(account_view(AccountState(account_id, rule, data, created_at)))
         self._state("account", account_id, state)
 
     def transaction(self, t: Transaction) -> None:
         self.checked["transactions"] += 1
-        self._state("transaction", t.id, _digest(json.loads(transaction_text(t))))
+        self._state("transaction", t.id, _digest(transaction_view(t)))
         self.entries_of[t.id] = expected_entries(t)
 
     def _state(self, name: str, subject_id: str, state: bytes) -> None:

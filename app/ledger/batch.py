@@ -32,7 +32,7 @@ from app.ledger.errors import (
     TransactionFailed,
     Unavailable,
 )
-from app.ledger.log import ENTERED, Change, balances_text, change, transaction_text
+from app.ledger.log import ENTERED, Change
 from app.ledger.rules import Effect, Entry, Head, apply_lines, timestamp_failure
 
 TxnKey = tuple[str, str]  # (tenant, transaction id)
@@ -455,9 +455,8 @@ class _Batch:
         # An event is stamped when the batch applied it, whatever the business time.
         moved, self.moved = self.moved, []
         self.plan.changes.append(
-            change(tenant, ENTERED[row.status], self.now, transaction=transaction_text(row),
-                   balances=balances_text(moved))
-        )  # fmt: skip
+            Change(tenant, ENTERED[row.status], self.now, transaction=row, moved=tuple(moved))
+        )
 
 
 class BatchFailed(LedgerError):

@@ -28,7 +28,7 @@ from app.ledger.batch import (
     precheck,
     unrecorded,
 )
-from app.ledger.log import Change, EventType, account_text, change
+from app.ledger.log import AccountState, Change, EventType
 from app.ledger.rules import Head
 
 AccountKey = tuple[str, str]  # (tenant, account id)
@@ -94,8 +94,8 @@ async def group_commit(port: CommitPort, groups: Sequence[Group]) -> list[list[R
     unused = unrecorded(recorded.created, plan)
     dropped = set(unused)
     made = [
-        change(key[0], EventType.ACCOUNT_CREATED, now,
-               account=account_text(key[1], rule, {}, created_at))
+        Change(key[0], EventType.ACCOUNT_CREATED, now,
+               account=AccountState(key[1], rule, {}, created_at))
         for key, (rule, created_at) in sorted(recorded.created.items()) if key not in dropped
     ]  # fmt: skip
     await port.write_and_commit(plan, unused, [*made, *plan.changes])

@@ -97,8 +97,8 @@ SAFE_INTEGER_MAX = 2**53 - 1
 
 def check_data(value: object, depth_max: int = JSON_DEPTH_MAX) -> None:
     """`data` (depth 2 in the body) as `check_json`, and I-JSON: events carrying it are
-    hashed over RFC 8785 text, which has no form for an integer past 2^53 or a number
-    that is not finite."""
+    hashed over RFC 8785 text, which has no form for an integer past 2^53, and every
+    number of `data` must read back from PostgreSQL as one it has."""
     _check_json(value, "data", depth_max, 2, i_json=True)
 
 
@@ -107,11 +107,15 @@ def _check_json(value: object, path: str, depth_max: int, depth: int, *, i_json:
         if "\x00" in value:
             raise InvalidRequest.at(path, "a NUL character (\\u0000) cannot be stored")
         return
-    if i_json and not isinstance(value, bool):
-        if isinstance(value, int) and abs(value) > SAFE_INTEGER_MAX:
-            raise InvalidRequest.at(path, "an integer beyond ±(2^53 - 1) (I-JSON); send a string")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise InvalidRequest.at(path, "a number that is not finite")
+    # NOTE: a float too: PostgreSQL keeps 1e20 as the integer 100000000000000000000,
+    # which reads back past 2^53 and could no longer be written to an event.
+    if (
+        i_json
+        and isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and not (math.isfinite(value) and abs(value) <= SAFE_INTEGER_MAX)
+    ):
+        raise InvalidRequest.at(path, "a number beyond ±(2^53 - 1) (I-JSON); send a string")
     if not isinstance(value, dict | list):
         return
     if depth > depth_max:

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import msgspec
+import rfc8785
 
-from app.ledger.log import ZERO_HASH, Change, with_hash
+from app.ledger.log import (
+    ZERO_HASH,
+    Change,
+    account_view,
+    balances_view,
+    format_instant,
+    transaction_view,
+)
 
 if TYPE_CHECKING:
     from app.models.store import PostgresStore
@@ -17,13 +25,15 @@ if TYPE_CHECKING:
 _encode = msgspec.json.Encoder().encode
 
 # Number and chain a commit's changes, per tenant in the order given, after the newest
-# event; then write them and move the head (`twofold_append`, migration 0005). The head
+# event; then write them and move the heads (`twofold_append`, migration 0005). The head
 # rows are locked in tenant order in the commit's last statement, so a tenant's numbers
-# follow its commit order and a rollback gives them back (no gap). Each hash is SHA-256
-# of the previous hash followed by the event's canonical text (`Change.text`), made
-# there around the numbers.
-# `:changes` is `[{n, tenant, type, at, prefix, suffix}, ...]` (see app/ledger/log.py).
-APPEND = "SELECT twofold_append(CAST(:changes AS json))"
+# follow its commit order and a rollback gives them back (no gap). Each event is stored
+# as `prefix || previous_hash || '","sequence":' || sequence || suffix` (see `render`)
+# and hashed after the previous hash.
+APPEND = (
+    "SELECT twofold_append(CAST(:tenants AS text[]), CAST(:kinds AS text[]),"
+    " CAST(:instants AS timestamptz[]), CAST(:prefixes AS text[]), CAST(:suffixes AS text[]))"
+)
 
 ENSURE_HEADS = """
 INSERT INTO log_heads (tenant) SELECT unnest(CAST(:tenants AS text[])) ON CONFLICT DO NOTHING
@@ -39,13 +49,59 @@ ORDER BY sequence LIMIT :limit
 READ_HEAD = "SELECT sequence, hash, at FROM log_heads WHERE tenant = :tenant"
 
 
-def changes_param(changes: Sequence[Change]) -> str:
-    rows = [
-        {"n": n, "tenant": c.tenant, "type": c.type.value, "at": c.at, "prefix": c.prefix,
-         "suffix": c.suffix}
-        for n, c in enumerate(changes)
-    ]  # fmt: skip
-    return _encode(rows).decode()
+# NOTE: msgspec writes the service's own values as RFC 8785 does (the same escapes, keys
+# sorted, compact: a unit test compares them); a client's `data` may hold any JSON, so
+# it goes through the RFC 8785 implementation.
+_sorted = msgspec.json.Encoder(order="sorted").encode
+
+
+def _data(data: Mapping[str, Any]) -> str:
+    return rfc8785.dumps(data).decode() if data else "{}"
+
+
+def _with_data(view: dict[str, Any]) -> str:
+    """A view's canonical text, its `data` as given (the first `"data"` key: the keys
+    sort before it are a date and the rule, which hold no such text)."""
+    data = view["data"]
+    view["data"] = None
+    return _sorted(view).decode().replace('"data":null', f'"data":{_data(data)}', 1)
+
+
+def render(change: Change) -> tuple[str, str]:
+    """The event's canonical text (RFC 8785; keys `account`, `at`, `balances`,
+    `previous_hash`, `sequence`, `transaction`, `type`) before and after the previous
+    hash and the sequence: `prefix`, then `suffix`."""
+    head = ""
+    if change.account is not None:
+        head = f'"account":{_with_data(account_view(change.account))},'
+    balances = _sorted(balances_view(change.moved)).decode() if change.moved else "{}"
+    prefix = f'{{{head}"at":"{format_instant(change.at)}","balances":{balances},"previous_hash":"'
+    tail = ""
+    if change.transaction is not None:
+        tail = f',"transaction":{_with_data(transaction_view(change.transaction))}'
+    return prefix, f'{tail},"type":"{change.type.value}"}}'
+
+
+def text(prefix: str, suffix: str, previous_hash: str, sequence: int) -> str:
+    """The event without `hash`, canonical: what is stored and hashed."""
+    return f'{prefix}{previous_hash}","sequence":{sequence}{suffix}'
+
+
+def append_params(changes: Sequence[Change]) -> dict[str, list[Any]]:
+    """`APPEND`'s arrays, one element per change, in order."""
+    rendered = [render(c) for c in changes]
+    return {
+        "tenants": [c.tenant for c in changes],
+        "kinds": [c.type.value for c in changes],
+        "instants": [c.at for c in changes],
+        "prefixes": [prefix for prefix, _ in rendered],
+        "suffixes": [suffix for _, suffix in rendered],
+    }
+
+
+def with_hash(text: str, hash_: str) -> str:
+    """The event as served: its canonical text with `hash` added."""
+    return f'{text[:-1]},"hash":"{hash_}"}}'
 
 
 @dataclass(frozen=True, slots=True)

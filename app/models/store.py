@@ -19,11 +19,11 @@ from app.ledger.batch import Group, Result, Transaction
 from app.ledger.commit import group_commit
 from app.ledger.documents import WORLD
 from app.ledger.errors import Unavailable
-from app.ledger.log import Change, EventType, account_text, change, transaction_text
+from app.ledger.log import AccountState, Change, EventType
 from app.ledger.rules import Head, Rule
 from app.ledger.service import Account
 from app.models.connections import Connection, Database
-from app.models.log import APPEND, ENSURE_HEADS, changes_param
+from app.models.log import APPEND, ENSURE_HEADS, append_params
 from app.models.rows import (
     BalanceRow,
     EntryRow,
@@ -105,8 +105,8 @@ class PostgresStore(Database):
             if row is None:
                 return False
             updated = replace(transaction_from_row(row), data=data)
-            await _append(connection, [change(tenant, EventType.TRANSACTION_UPDATED, row["now"],
-                                              transaction=transaction_text(updated))])  # fmt: skip
+            await _append(connection, [Change(tenant, EventType.TRANSACTION_UPDATED, row["now"],
+                                              transaction=updated)])  # fmt: skip
         return True
 
     async def due(self, limit: int) -> list[tuple[str, str]]:
@@ -176,9 +176,9 @@ class PostgresStore(Database):
             ).first()
             if row is None:
                 return False
-            text = account_text(row["id"], row["balance_rule"], data, row["created_at"])
+            state = AccountState(row["id"], row["balance_rule"], data, row["created_at"])
             await _append(
-                connection, [change(tenant, EventType.ACCOUNT_UPDATED, row["now"], account=text)]
+                connection, [Change(tenant, EventType.ACCOUNT_UPDATED, row["now"], account=state)]
             )
         return True
 
@@ -262,11 +262,11 @@ async def account_heads(
 
 def _created(row: Any, data: Mapping[str, Any] | None = None) -> Change:
     """The log's change for an account a statement just inserted (`RETURNING`)."""
-    text = account_text(row["id"], row["balance_rule"], data or {}, row["created_at"])
-    return change(row["tenant"], EventType.ACCOUNT_CREATED, row["created_at"], account=text)
+    state = AccountState(row["id"], row["balance_rule"], data or {}, row["created_at"])
+    return Change(row["tenant"], EventType.ACCOUNT_CREATED, row["created_at"], account=state)
 
 
 async def _append(connection: Connection, changes: Sequence[Change]) -> None:
     """Append changes to their tenants' logs inside the caller's database transaction."""
     if changes:
-        await connection.execute(APPEND, {"changes": changes_param(changes)})
+        await connection.execute(APPEND, append_params(changes))

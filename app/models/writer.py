@@ -12,10 +12,10 @@ import asyncpg
 from app.ledger.batch import HeadKey, Plan, Transaction, TxnKey
 from app.ledger.commit import AccountKey, Recorded
 from app.ledger.documents import WORLD
-from app.ledger.log import Change
+from app.ledger.log import Change, format_instant
 from app.ledger.rules import Head
 from app.models.connections import Connection, positional
-from app.models.log import APPEND, changes_param
+from app.models.log import APPEND, append_params
 from app.models.rows import (
     head_from_row,
     head_key,
@@ -36,7 +36,11 @@ PREPARE_WRITE = (
     + f") AS {_WRITE_SQL}"
 )
 APPEND_STATEMENT = "twofold_append"
-PREPARE_APPEND = f"PREPARE {APPEND_STATEMENT} (json) AS {positional(APPEND)[0]}"
+APPEND_TYPES = ("text", "text", "timestamptz", "text", "text")
+PREPARE_APPEND = (
+    f"PREPARE {APPEND_STATEMENT} ({', '.join(f'{t}[]' for t in APPEND_TYPES)})"
+    f" AS {positional(APPEND)[0]}"
+)
 
 
 async def prepare_writer(connection: asyncpg.Connection) -> None:
@@ -110,11 +114,18 @@ async def write_and_commit(
         "expected": len(plan.inserts),
     }
     values = [params[name] for name in _WRITE_PARAMS]
-    log = changes_param(changes)
-    texts = [log, *(v for v in values if isinstance(v, str))]
+    log = append_params(changes)
+    texts = [*(v for v in values if isinstance(v, str)), *log["prefixes"], *log["suffixes"]]
     tag = _dollar_tag(texts)
     literals = ", ".join(f"{tag}{v}{tag}" if isinstance(v, str) else str(int(v)) for v in values)
-    append = f"EXECUTE {APPEND_STATEMENT}({tag}{log}{tag}); " if changes else ""
+    append = ""
+    if changes:
+        log["instants"] = [format_instant(at) for at in log["instants"]]
+        arrays = ", ".join(
+            f"ARRAY[{', '.join(f'{tag}{v}{tag}' for v in values)}]::{kind}[]"
+            for values, kind in zip(log.values(), APPEND_TYPES, strict=True)
+        )
+        append = f"EXECUTE {APPEND_STATEMENT}({arrays}); "
     await connection.raw.execute(f"EXECUTE {WRITE_STATEMENT}({literals}); {append}COMMIT")
 
 

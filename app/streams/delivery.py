@@ -101,12 +101,12 @@ class SinkRunner:
             # recorded every RECORD_EVERY_S, after the page, and before any wait.
             loop = asyncio.get_running_loop()
             recorded = loop.time()
-            for event in page:
-                if wanted is not None and event.type not in wanted:
-                    continue
-                if not await self._send(sink, sender, event, position):
+            chosen = [e for e in page if wanted is None or e.type in wanted]
+            for low in range(0, len(chosen), sender.chunk):
+                chunk = chosen[low : low + sender.chunk]
+                if not await self._send(sink, sender, chunk, position):
                     return
-                position = event.sequence
+                position = chunk[-1].sequence
                 if loop.time() - recorded >= RECORD_EVERY_S:
                     if not await stored.delivered(self.store, sink, self.owner, position):
                         return  # deleted, or the lease went to another process
@@ -115,13 +115,15 @@ class SinkRunner:
             if not await stored.delivered(self.store, sink, self.owner, position):
                 return
 
-    async def _send(self, sink: Sink, sender: Transport, event: StoredEvent, sent: int) -> bool:
-        """Send until acknowledged (`sent`: the last event acknowledged before it); False
-        when the sink is no longer ours to serve."""
-        message_id = f"{sink.tenant}:{event.sequence}"
+    async def _send(
+        self, sink: Sink, sender: Transport, events: list[StoredEvent], sent: int
+    ) -> bool:
+        """Send until acknowledged (`sent`: the last event acknowledged before them);
+        False when the sink is no longer ours to serve."""
+        messages = [(f"{sink.tenant}:{event.sequence}", event) for event in events]
         while True:
             try:
-                await sender.send(message_id, event)
+                await sender.send_all(messages)
                 return True
             except DeliveryError as exc:
                 failures = await stored.failed(

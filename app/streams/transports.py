@@ -7,6 +7,7 @@ httpx and standardwebhooks, redis-py, nats-py (JetStream), aio-pika (publisher c
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -24,13 +25,32 @@ class DeliveryError(Exception):
     """The sink did not take the event; the message says why."""
 
 
+Message = tuple[str, StoredEvent]  # (message id, event)
+
+
 class Transport(Protocol):
-    async def send(self, message_id: str, event: StoredEvent) -> None: ...
+    # How many events one `send_all` may take: all are acknowledged, or none.
+    chunk: int
+
+    async def send_all(self, messages: Sequence[Message]) -> None: ...
 
     async def close(self) -> None: ...
 
 
-class WebhookTransport:
+class OneByOne:
+    """A transport that sends one event at a time."""
+
+    chunk = 1
+
+    async def send(self, message_id: str, event: StoredEvent) -> None:
+        raise NotImplementedError
+
+    async def send_all(self, messages: Sequence[Message]) -> None:
+        for message_id, event in messages:
+            await self.send(message_id, event)
+
+
+class WebhookTransport(OneByOne):
     def __init__(self, url: str, secret: str) -> None:
         self.url = url
         self.signer = Webhook(secret)
@@ -58,16 +78,25 @@ class WebhookTransport:
 
 
 class RedisTransport:
+    """A page of events in one round trip, as one MULTI/EXEC: all added, in order, or
+    none (so a retry after a failure adds nothing twice)."""
+
+    chunk = 100
+
     def __init__(self, url: str) -> None:
         server, self.stream = target(url, "redis")
         self.redis = Redis.from_url(
             server, socket_timeout=SEND_TIMEOUT_S, socket_connect_timeout=SEND_TIMEOUT_S
         )
 
-    async def send(self, message_id: str, event: StoredEvent) -> None:
-        fields = {"sequence": str(event.sequence), "type": event.type, "event": event.text}
+    async def send_all(self, messages: Sequence[Message]) -> None:
         try:
-            await self.redis.xadd(self.stream, fields)  # type: ignore[arg-type]
+            async with self.redis.pipeline(transaction=True) as pipe:
+                for _, event in messages:
+                    fields = {"sequence": str(event.sequence), "type": event.type,
+                              "event": event.text}  # fmt: skip
+                    pipe.xadd(self.stream, fields)  # type: ignore[arg-type]
+                await pipe.execute()
         except Exception as exc:
             raise DeliveryError(f"{type(exc).__name__}: {exc}") from exc
 
@@ -75,7 +104,7 @@ class RedisTransport:
         await self.redis.aclose()
 
 
-class NatsTransport:
+class NatsTransport(OneByOne):
     """JetStream: the stream that holds `<subject>.>` acknowledges each publish, and
     drops a second copy of a `Nats-Msg-Id` it has seen (within its duplicate window)."""
 
@@ -109,7 +138,7 @@ class NatsTransport:
             self.connection = None
 
 
-class AmqpTransport:
+class AmqpTransport(OneByOne):
     """A durable topic exchange, declared when missing; persistent messages, each one
     confirmed by the broker before the next."""
 
