@@ -2,7 +2,8 @@
 
 import hashlib
 import json
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import msgspec
@@ -10,7 +11,14 @@ import rfc8785
 
 from app.ledger.batch import Transaction
 from app.ledger.documents import Line, Mode, Status
-from app.ledger.log import ZERO_HASH, AccountState, Change, EventType, chain_hash
+from app.ledger.log import (
+    ZERO_HASH,
+    AccountState,
+    Change,
+    EventType,
+    chain_hash,
+    format_instant,
+)
 from app.ledger.rules import Head, Rule
 from app.models.log import render, text, with_hash
 
@@ -49,6 +57,19 @@ def test_a_transaction_event_is_canonical_with_any_data() -> None:
                                                 "amount": "-25.5"}  # fmt: skip
     assert event["transaction"]["data"]["data"] == "x"
     assert event["balances"] == {}
+
+
+def test_instants_are_written_in_utc_with_z_whatever_their_zone() -> None:
+    paris = timezone(timedelta(hours=1))
+    for at in (AT, AT.replace(microsecond=0), AT.astimezone(paris)):
+        transaction = replace(_transaction({}), timestamp=at, created_at=at, expires_at=at)
+        event = json.loads(_canonical(Change("t", EventType.TRANSACTION_PENDING, at,
+                                             transaction=transaction)))  # fmt: skip
+        expected = format_instant(at)
+        assert expected.endswith("Z")
+        assert event["at"] == expected
+        seen = event["transaction"]
+        assert (seen["timestamp"], seen["created_at"], seen["expires_at"]) == (expected,) * 3
 
 
 def test_an_event_chains_as_a_client_checks_it() -> None:

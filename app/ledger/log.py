@@ -10,7 +10,7 @@ previous hash followed by the event's canonical text without `hash`.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -70,8 +70,8 @@ def format_instant(at: datetime) -> str:
     return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def _instant(at: datetime | None) -> str | None:
-    return None if at is None else format_instant(at)
+def _utc(at: datetime) -> datetime:
+    return at if at.tzinfo is UTC else at.astimezone(UTC)
 
 
 def balance_view(head: Head) -> dict[str, str]:
@@ -91,8 +91,12 @@ def balances_view(heads: tuple[Head, ...]) -> dict[str, dict[str, dict[str, str]
     return nested
 
 
-def transaction_view(t: Transaction) -> dict[str, Any]:
-    """A transaction as `GET /v1/transactions/{id}` answers it, without `events`."""
+def transaction_view(
+    t: Transaction, instant: Callable[[datetime], Any] = format_instant
+) -> dict[str, Any]:
+    """A transaction as `GET /v1/transactions/{id}` answers it, without `events`; its
+    instants as `instant` makes them (`format_instant`, or left to an encoder that
+    writes them the same way)."""
     return {
         "id": t.id,
         "status": t.status.value,
@@ -101,16 +105,22 @@ def transaction_view(t: Transaction) -> dict[str, Any]:
             for ln in t.lines
         ],
         "data": t.data,
-        "timestamp": _instant(t.timestamp),
-        "created_at": format_instant(t.created_at),
-        "expires_at": _instant(t.expires_at),
+        "timestamp": None if t.timestamp is None else instant(t.timestamp),
+        "created_at": instant(t.created_at),
+        "expires_at": None if t.expires_at is None else instant(t.expires_at),
         "failure": None if t.failure is None else dict(t.failure),
         "reverses": t.reverses,
         "reversal_id": t.reversal_id,
     }
 
 
-def account_view(a: AccountState) -> dict[str, Any]:
+def account_view(
+    a: AccountState, instant: Callable[[datetime], Any] = format_instant
+) -> dict[str, Any]:
     """An account as `GET /v1/accounts/{id}` answers it, without `balances`."""
     return {"id": a.id, "balance_rule": a.rule, "data": a.data,
-            "created_at": format_instant(a.created_at)}  # fmt: skip
+            "created_at": instant(a.created_at)}  # fmt: skip
+
+
+# For an encoder that writes a UTC datetime as `format_instant` does (msgspec).
+KEEP_INSTANTS = _utc

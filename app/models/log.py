@@ -11,6 +11,7 @@ import msgspec
 import rfc8785
 
 from app.ledger.log import (
+    KEEP_INSTANTS,
     ZERO_HASH,
     Change,
     account_view,
@@ -50,8 +51,9 @@ READ_HEAD = "SELECT sequence, hash, at FROM log_heads WHERE tenant = :tenant"
 
 
 # NOTE: msgspec writes the service's own values as RFC 8785 does (the same escapes, keys
-# sorted, compact: a unit test compares them); a client's `data` may hold any JSON, so
-# it goes through the RFC 8785 implementation.
+# sorted, compact: a unit test compares them), and instants as `format_instant` does
+# (RFC 3339, `Z`); a client's `data` may hold any JSON, so it goes through the RFC 8785
+# implementation.
 _sorted = msgspec.json.Encoder(order="sorted").encode
 
 
@@ -73,12 +75,12 @@ def render(change: Change) -> tuple[str, str]:
     hash and the sequence: `prefix`, then `suffix`."""
     head = ""
     if change.account is not None:
-        head = f'"account":{_with_data(account_view(change.account))},'
+        head = f'"account":{_with_data(account_view(change.account, KEEP_INSTANTS))},'
     balances = _sorted(balances_view(change.moved)).decode() if change.moved else "{}"
     prefix = f'{{{head}"at":"{format_instant(change.at)}","balances":{balances},"previous_hash":"'
     tail = ""
     if change.transaction is not None:
-        tail = f',"transaction":{_with_data(transaction_view(change.transaction))}'
+        tail = f',"transaction":{_with_data(transaction_view(change.transaction, KEEP_INSTANTS))}'
     return prefix, f'{tail},"type":"{change.type.value}"}}'
 
 

@@ -21,7 +21,7 @@ from app.ledger.search import (
 )
 from app.ledger.service import Account
 from app.models.rows import account_from_row, decode_cursor, encode_cursor, transaction_from_row
-from app.models.statements import TRANSACTION_FIELDS
+from app.models.statements import STATE_ORDER, TRANSACTION_FIELDS
 from app.models.store import PostgresStore, account_heads
 
 _encode_json = msgspec.json.Encoder(decimal_format="number").encode
@@ -193,9 +193,9 @@ async def search_transactions(
         ids = [r.id for r in rows[: page.limit]]
         events = await connection.execute(
             (
-                "SELECT transaction_id, status, at FROM transaction_events"
+                "SELECT transaction_id, status, at FROM transaction_events e"
                 " WHERE tenant = :tenant AND transaction_id = ANY(CAST(:ids AS text[]))"
-                " ORDER BY at, seq"
+                f" ORDER BY at, {STATE_ORDER}"
             ),
             {"tenant": tenant, "ids": ids},
         )

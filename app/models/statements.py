@@ -61,8 +61,12 @@ UNION ALL
 SELECT tenant, NULL, NULL, NULL, 0, 0, 0, 0, NULL, NULL, id FROM taken
 """
 
-EVENTS = """(
-    SELECT coalesce(json_agg(json_build_array(e.status, e.at) ORDER BY e.at, e.seq), '[]')
+# States in the order the state machine enters them (none is entered twice).
+STATE_ORDER = "CASE e.status WHEN 'PENDING' THEN 0 WHEN 'REVERSED' THEN 2 ELSE 1 END"
+
+EVENTS = f"""(
+    SELECT coalesce(json_agg(json_build_array(e.status, e.at)
+                             ORDER BY e.at, {STATE_ORDER}), '[]')
     FROM transaction_events e WHERE e.tenant = t.tenant AND e.transaction_id = t.id
 ) AS events"""
 
