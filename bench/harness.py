@@ -8,6 +8,12 @@
    when missing) with one Lua script per scenario.
 3. After every scenario, the conservation check: all balances of the tenant, read
    through the API, sum to zero per currency.
+4. Overload: four times `uniform`'s clients, each honouring Retry-After, against the
+   default queue (`overload_4x_unbounded`) and against a second service whose
+   WRITE_QUEUE_MAX holds what `uniform`'s clients keep in flight (`overload_4x_bounded`).
+5. The log's consumers: `uniform` again with 200 streams following the tenant's log
+   (`uniform_200_streams`), and 10,000 transfers while 3 webhook sinks and 50 streams
+   consume, with the delivery lag of each from commit to receipt (`log_lag`).
 
 Results print as a table and go to bench/results/<date>.json. `--quick` (make
 bench-quick) runs the same with short durations and a smaller history.
