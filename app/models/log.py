@@ -23,8 +23,6 @@ from app.ledger.log import (
 if TYPE_CHECKING:
     from app.models.store import PostgresStore
 
-_encode = msgspec.json.Encoder().encode
-
 # Number and chain a commit's changes, per tenant in the order given, after the newest
 # event; then write them and move the heads (`twofold_append`, migration 0005). The head
 # rows are locked in tenant order in the commit's last statement, so a tenant's numbers
