@@ -104,6 +104,10 @@ async def test_options_and_405_name_the_methods(api: httpx.AsyncClient):
     ):
         options = await api.options(path)
         assert set(options.headers["allow"].split(", ")) == {*methods, "OPTIONS"}, path
+    refused = await api.put("/v1/accounts/x/balances", json={"data": {}})
+    assert refused.status_code == 405
+    assert refused.json()["code"] == "invalid_request"
+    assert set(refused.headers["allow"].split(", ")) == {"GET", "OPTIONS"}
     refused = await api.patch("/v1/accounts")
     assert refused.status_code == 405
     assert refused.json()["code"] == "invalid_request"

@@ -6,6 +6,7 @@ from typing import Any
 
 from litestar import Controller, Request, Response, get, post, put
 from litestar.datastructures import State
+from litestar.exceptions import MethodNotAllowedException
 
 from app.controllers.paths import split_rest, tenant_of
 from app.controllers.schemas import (
@@ -157,7 +158,8 @@ class AccountController(Controller):
     async def replace_data(self, request: Request[Any, Any, State], ledger: Ledger) -> AccountOut:
         account_id, suffix = split_rest(request.scope, PREFIX, ACCOUNT_SUFFIXES)
         if suffix:
-            raise NotFound("no such resource")
+            # `/balances` and `/entries` are read-only: a method they lack, as for any route.
+            raise MethodNotAllowedException(headers={"Allow": "GET, OPTIONS"})
         body = decode_body(await request.body(), DataIn)
         return account_out(
             await ledger.replace_account_data(tenant_of(request), account_id, body.data)
