@@ -89,5 +89,9 @@ class Receiver:
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
             pass
+        except asyncio.CancelledError:
+            # The receiver is stopping. NOTE: asyncio logs a cancelled handler of
+            # start_server as an error, so this one ends quietly.
+            pass
         finally:
             writer.close()
