@@ -71,7 +71,9 @@ class Run:
 
     def signal(self, signum: int) -> None:
         os.killpg(self.process.pid, signum)
-        self.process.wait(30)
+        # A clean stop waits for the workers (10 s at most each), then Valkey and
+        # PostgreSQL (15 s at most each); a crash is over at once.
+        self.process.wait(60)
 
     def credit(self, key: str) -> httpx.Response:
         return httpx.post(
