@@ -7,11 +7,15 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from types import FrameType
 
 from app.embedded import die_with_parent, prepare, stop_all
 from app.settings import environment
+
+# How long a stop signal is left to granian alone before it is forwarded.
+SIGNAL_GRACE_S = 1.0
 
 
 def serve() -> int:
@@ -44,8 +48,18 @@ def serve() -> int:
         command, env=env, preexec_fn=die_with_parent(signal.SIGTERM)
     )
 
-    def forward(signum: int, _: FrameType | None) -> None:
-        server.send_signal(signal.SIGINT if signum == signal.SIGINT else signal.SIGTERM)
+    def stop_server() -> None:
+        if server.poll() is None:
+            server.send_signal(signal.SIGTERM)
+
+    def forward(_: int, __: FrameType | None) -> None:
+        # NOTE: a Ctrl-C (or a stop of the whole process group) reaches granian too, and
+        # a second signal landing inside granian's own handler deadlocked it (seen in
+        # CI: the handler re-entered a lock it held). So granian first gets a moment to
+        # stop on a signal it may have had already, then a SIGTERM if it still runs.
+        timer = threading.Timer(SIGNAL_GRACE_S, stop_server)
+        timer.daemon = True
+        timer.start()
 
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGTERM, forward)
