@@ -13,13 +13,13 @@ from app.ledger.batch import Transaction
 from app.ledger.documents import Line, Mode, Status
 from app.ledger.log import (
     ZERO_HASH,
-    AccountState,
     Change,
     EventType,
     chain_hash,
     format_instant,
 )
 from app.ledger.rules import Head, Rule
+from app.ledger.service import Account
 from app.models.log import render, text, with_hash
 
 AT = datetime(2026, 11, 30, 12, 0, 0, 123456, tzinfo=UTC)
@@ -92,7 +92,7 @@ def test_an_event_chains_as_a_client_checks_it() -> None:
 
 
 def test_an_account_event_sorts_account_before_at() -> None:
-    account = AccountState("alice", "any", {"k": "v"}, AT)
+    account = Account("alice", Rule.ANY, {"k": "v"}, AT)
     event = json.loads(_canonical(Change("t", EventType.ACCOUNT_CREATED, AT, account=account), 7))
     assert event["account"] == {"id": "alice", "balance_rule": "any", "data": {"k": "v"},
                                 "created_at": "2026-11-30T12:00:00.123456Z"}  # fmt: skip

@@ -22,13 +22,13 @@ from app.ledger.batch import Transaction
 from app.ledger.documents import Mode, Status
 from app.ledger.log import (
     ZERO_HASH,
-    AccountState,
     account_view,
     chain_hash,
     transaction_view,
 )
 from app.ledger.money import format_amount
 from app.ledger.rules import Effect, Head, Rule, apply_line, breach
+from app.ledger.service import Account
 
 PROBLEMS_MAX = 100
 ZERO = Decimal(0)
@@ -155,7 +155,7 @@ class Audit:
     ) -> None:
         self.checked["accounts"] += 1
         self.rules[account_id] = Rule(rule)
-        state = _digest(account_view(AccountState(account_id, rule, data, created_at)))
+        state = _digest(account_view(Account(account_id, Rule(rule), data, created_at)))
         self._state("account", account_id, state)
 
     def transaction(self, t: Transaction) -> None:

@@ -28,8 +28,9 @@ from app.ledger.batch import (
     precheck,
     unrecorded,
 )
-from app.ledger.log import AccountState, Change, EventType
-from app.ledger.rules import Head
+from app.ledger.log import Change, EventType
+from app.ledger.rules import Head, Rule
+from app.ledger.service import Account
 
 AccountKey = tuple[str, str]  # (tenant, account id)
 
@@ -95,7 +96,7 @@ async def group_commit(port: CommitPort, groups: Sequence[Group]) -> list[list[R
     dropped = set(unused)
     made = [
         Change(key[0], EventType.ACCOUNT_CREATED, now,
-               account=AccountState(key[1], rule, {}, created_at))
+               account=Account(key[1], Rule(rule), {}, created_at))
         for key, (rule, created_at) in sorted(recorded.created.items()) if key not in dropped
     ]  # fmt: skip
     await port.write_and_commit(plan, unused, [*made, *plan.changes])

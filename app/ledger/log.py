@@ -10,7 +10,7 @@ previous hash followed by the event's canonical text without `hash`.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -22,6 +22,7 @@ from app.ledger.rules import Head
 
 if TYPE_CHECKING:
     from app.ledger.batch import Transaction
+    from app.ledger.service import Account
 
 ZERO_HASH = "0" * 64
 
@@ -41,14 +42,6 @@ ENTERED = {status: EventType(f"transaction.{status.value.lower()}") for status i
 
 
 @dataclass(frozen=True, slots=True)
-class AccountState:
-    id: str
-    rule: str
-    data: Mapping[str, Any]
-    created_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
 class Change:
     """One event of a tenant's log before it is numbered: its subject as it stands right
     after the change, and the balances the change moved."""
@@ -57,7 +50,7 @@ class Change:
     type: EventType
     at: datetime
     transaction: Transaction | None = None
-    account: AccountState | None = None
+    account: Account | None = None
     moved: tuple[Head, ...] = ()
 
 
@@ -114,11 +107,9 @@ def transaction_view(
     }
 
 
-def account_view(
-    a: AccountState, instant: Callable[[datetime], Any] = format_instant
-) -> dict[str, Any]:
+def account_view(a: Account, instant: Callable[[datetime], Any] = format_instant) -> dict[str, Any]:
     """An account as `GET /v1/accounts/{id}` answers it, without `balances`."""
-    return {"id": a.id, "balance_rule": a.rule, "data": a.data,
+    return {"id": a.id, "balance_rule": a.rule.value, "data": a.data,
             "created_at": instant(a.created_at)}  # fmt: skip
 
 

@@ -19,7 +19,7 @@ from app.ledger.batch import Group, Result, Transaction
 from app.ledger.commit import group_commit
 from app.ledger.documents import WORLD
 from app.ledger.errors import Unavailable
-from app.ledger.log import AccountState, Change, EventType
+from app.ledger.log import Change, EventType
 from app.ledger.rules import Head, Rule
 from app.ledger.service import Account
 from app.models.connections import Connection, Database
@@ -176,7 +176,7 @@ class PostgresStore(Database):
             ).first()
             if row is None:
                 return False
-            state = AccountState(row["id"], row["balance_rule"], data, row["created_at"])
+            state = Account(row["id"], Rule(row["balance_rule"]), data, row["created_at"])
             await _append(
                 connection, [Change(tenant, EventType.ACCOUNT_UPDATED, row["now"], account=state)]
             )
@@ -262,7 +262,7 @@ async def account_heads(
 
 def _created(row: Any, data: Mapping[str, Any] | None = None) -> Change:
     """The log's change for an account a statement just inserted (`RETURNING`)."""
-    state = AccountState(row["id"], row["balance_rule"], data or {}, row["created_at"])
+    state = Account(row["id"], Rule(row["balance_rule"]), data or {}, row["created_at"])
     return Change(row["tenant"], EventType.ACCOUNT_CREATED, row["created_at"], account=state)
 
 
