@@ -112,16 +112,30 @@ def _stop_leftover(pid_file: Path, name: str) -> None:
 
 
 def _wait_until(
-    ready: Callable[[], bool], process: subprocess.Popen[bytes], log_path: Path
+    ready: Callable[[], bool], process: subprocess.Popen[bytes], log_path: Path, stop: Stop
 ) -> None:
+    """Wait for a server just started to answer; stop it if it exits or takes too long."""
     deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server exited; see {log_path}")
-        if ready():
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"the server did not start in time; see {log_path}")
+    try:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"the server exited; see {log_path}")
+            if ready():
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"the server did not start in time; see {log_path}")
+    except BaseException:
+        stop()
+        raise
+
+
+def _greets(port: int, answer: bytes, send: bytes = b"") -> bool:
+    """Whether the server on this loopback port answers `send` with `answer`."""
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5) as s:
+        if send:
+            s.sendall(send)
+        return s.recv(64).startswith(answer)
+    return False
 
 
 def _init_postgres(data_dir: Path, user: str | None) -> Path:
@@ -196,11 +210,7 @@ def start_postgres(data_dir: Path, port: int | None = None) -> tuple[str, Stop]:
         user,
     )  # fmt: skip
     stop = stopper(process, signal.SIGINT)
-    try:
-        _wait_until(lambda: _postgres_answers(port), process, log_path)
-    except BaseException:
-        stop()
-        raise
+    _wait_until(lambda: _postgres_answers(port), process, log_path, stop)
     return f"postgresql://postgres@127.0.0.1:{port}/postgres", stop
 
 
@@ -225,17 +235,9 @@ def start_valkey(data_dir: Path, port: int | None = None) -> tuple[str, Stop]:
     )  # fmt: skip
     stop = stopper(process, signal.SIGTERM)
 
-    def answers() -> bool:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(64).startswith(b"+PONG")
-        return False
-
-    try:
-        _wait_until(answers, process, data_dir / "valkey.log")
-    except BaseException:
-        stop()
-        raise
+    _wait_until(
+        lambda: _greets(port, b"+PONG", b"PING\r\n"), process, data_dir / "valkey.log", stop
+    )
     return f"redis://127.0.0.1:{port}/0", stop
 
 
@@ -267,16 +269,8 @@ def start_nats(data_dir: Path, binary: Path, port: int | None = None) -> tuple[s
     )
     stop = stopper(process, signal.SIGTERM)
 
-    def answers() -> bool:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5) as s:
-            return s.recv(8).startswith(b"INFO")
-        return False
-
-    try:
-        _wait_until(answers, process, data_dir / "nats.log")
-    except BaseException:
-        stop()
-        raise
+    # A NATS server greets every connection with its INFO line.
+    _wait_until(lambda: _greets(port, b"INFO"), process, data_dir / "nats.log", stop)
     return f"nats://127.0.0.1:{port}", stop
 
 
