@@ -42,6 +42,19 @@ async def _admin(url: str, statement: str) -> None:
         await connection.close()
 
 
+def new_database(server_url: str, name: str) -> tuple[str, Stop]:
+    """A fresh, migrated database on the server of `server_url`, and what drops it."""
+    asyncio.run(_admin(server_url, f"DROP DATABASE IF EXISTS {name}"))
+    asyncio.run(_admin(server_url, f"CREATE DATABASE {name}"))
+    database_url = with_database(server_url, name)
+
+    def drop() -> None:
+        asyncio.run(_admin(server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+    migrate(database_url)
+    return database_url, drop
+
+
 @dataclass
 class Backends:
     """PostgreSQL (a fresh database per run) and Redis for one test session."""
@@ -71,17 +84,9 @@ class Backends:
         if not redis_url:
             redis_url, stop = start_valkey(DATA / f"{purpose}-valkey")
             stops.append(stop)
-        name = f"twofold_{purpose}_{os.getpid()}"
-        asyncio.run(_admin(server_url, f"DROP DATABASE IF EXISTS {name}"))
-        asyncio.run(_admin(server_url, f"CREATE DATABASE {name}"))
-        database_url = with_database(server_url, name)
-
-        def drop() -> None:
-            asyncio.run(_admin(server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-
+        database_url, drop = new_database(server_url, f"twofold_{purpose}_{os.getpid()}")
         stops.append(drop)
         self.database_url, self.redis_url = database_url, redis_url
-        migrate(database_url)
 
     def stop(self) -> None:
         for stop in reversed(self.stops):

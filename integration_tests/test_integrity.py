@@ -16,22 +16,16 @@ import httpx
 import pytest
 import rfc8785
 
-from integration_tests.server import ROOT, Backends, Service, _admin, with_database
+from integration_tests.server import ROOT, Backends, Service, new_database
 from integration_tests.test_events import check_chain, events_after, head
 
 
 @pytest.fixture(scope="module")
 def ledger_url(backends: Backends) -> Iterator[str]:
     """A database of its own: these tests tamper with it."""
-    name = f"twofold_tamper_{os.getpid()}"
-    asyncio.run(_admin(backends.database_url, f"DROP DATABASE IF EXISTS {name}"))
-    asyncio.run(_admin(backends.database_url, f"CREATE DATABASE {name}"))
-    url = with_database(backends.database_url, name)
-    from app.embedded import migrate
-
-    migrate(url)
+    url, drop = new_database(backends.database_url, f"twofold_tamper_{os.getpid()}")
     yield url
-    asyncio.run(_admin(backends.database_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    drop()
 
 
 @pytest.fixture(scope="module")
@@ -196,6 +190,20 @@ async def test_two_swapped_events_are_found(ledger: httpx.AsyncClient, ledger_ur
     finally:
         await tamper(ledger_url, swap)
     assert (await verify(ledger))["ok"] is True
+
+
+def stored_as(events: list[Any], head_hash: str) -> list[str]:
+    """The statements that store these events as the tenant's log, and its head's hash."""
+    statements = []
+    for event in events:
+        body = rfc8785.dumps({k: v for k, v in event.items() if k != "hash"}).decode()
+        quoted = body.replace("'", "''")
+        statements.append(
+            f"UPDATE events SET body = '{quoted}', hash = '{event['hash']}'"
+            f" WHERE tenant = 'test' AND sequence = {event['sequence']}"
+        )
+    statements.append(f"UPDATE log_heads SET hash = '{head_hash}' WHERE tenant = 'test'")
+    return statements
 
 
 async def test_a_rewritten_history_is_caught_by_a_head_kept_from_before(

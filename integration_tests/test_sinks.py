@@ -17,9 +17,8 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from app.embedded import migrate
 from integration_tests.receiver import Receiver
-from integration_tests.server import Backends, Service, _admin, with_database
+from integration_tests.server import Backends, Service, new_database
 from integration_tests.test_events import events_after, head
 
 
@@ -311,13 +310,9 @@ async def test_an_amqp_sink_publishes_persistent_confirmed_messages(
 @pytest.fixture
 def fresh_database(backends: Backends) -> Iterator[str]:
     """A database of its own: no other service serves its sinks."""
-    name = f"twofold_takeover_{os.getpid()}"
-    asyncio.run(_admin(backends.database_url, f"DROP DATABASE IF EXISTS {name}"))
-    asyncio.run(_admin(backends.database_url, f"CREATE DATABASE {name}"))
-    url = with_database(backends.database_url, name)
-    migrate(url)
+    url, drop = new_database(backends.database_url, f"twofold_takeover_{os.getpid()}")
     yield url
-    asyncio.run(_admin(backends.database_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    drop()
 
 
 async def test_a_killed_worker_s_sinks_are_taken_over_from_where_they_stopped(
