@@ -33,6 +33,14 @@ function random_pair()
   return a, b
 end
 
+-- An immediate transfer of 1 between two random accounts a0..a9999.
+function transfer_request()
+  local a, b = random_pair()
+  return wrk.format("POST", "/v1/transactions/immediate", json_headers, string.format(
+    '{"lines":[{"account":"a%d","currency":"USD","amount":"-1"},' ..
+    '{"account":"a%d","currency":"USD","amount":"1"}]}', a, b))
+end
+
 function response(status, headers, body)
   if status >= 500 then server_errors = server_errors + 1 end
   on_response(status, body)

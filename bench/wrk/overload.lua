@@ -5,12 +5,7 @@
 -- just answered; a queue of waits keeps the total each thread sleeps right.
 waits = {}
 
-request = function()
-  local a, b = random_pair()
-  return wrk.format("POST", "/v1/transactions/immediate", json_headers, string.format(
-    '{"lines":[{"account":"a%d","currency":"USD","amount":"-1"},' ..
-    '{"account":"a%d","currency":"USD","amount":"1"}]}', a, b))
-end
+request = transfer_request
 
 response = function(status, headers, body)
   local wait = 0
