@@ -63,6 +63,13 @@ async def _head(store: PostgresStore, tenant: str) -> int:
     return (await read_head(store, tenant)).sequence
 
 
+async def _found(store: PostgresStore, tenant: str, sink: Sink | None) -> SinkOut:
+    """The sink as answered, with the log's head; 404 when there was none."""
+    if sink is None:
+        raise NotFound("no such sink")
+    return _out(sink, await _head(store, tenant))
+
+
 def _sink_id(request: Request[Any, Any, State]) -> str:
     sink_id, _ = split_rest(request.scope, PREFIX, ())
     return sink_id
@@ -92,25 +99,17 @@ class SinkController(Controller):
         )
 
     @get("/")
-    async def listed(
-        self, request: Request[Any, Any, State], store: PostgresStore
-    ) -> dict[str, Any]:
+    async def listed(self, request: Request[Any, Any, State], store: PostgresStore) -> SinksOut:
         tenant = tenant_of(request)
         head = await _head(store, tenant)
-        return {"items": [_out(s, head) for s in await stored.listed(store, tenant)]}
+        return SinksOut([_out(s, head) for s in await stored.listed(store, tenant)])
 
     @get("/{rest:path}")
     async def read(self, request: Request[Any, Any, State], store: PostgresStore) -> SinkOut:
         tenant = tenant_of(request)
-        sink = await stored.read(store, tenant, _sink_id(request))
-        if sink is None:
-            raise NotFound("no such sink")
-        return _out(sink, await _head(store, tenant))
+        return await _found(store, tenant, await stored.read(store, tenant, _sink_id(request)))
 
     @delete("/{rest:path}", status_code=200)
     async def remove(self, request: Request[Any, Any, State], store: PostgresStore) -> SinkOut:
         tenant = tenant_of(request)
-        sink = await stored.delete(store, tenant, _sink_id(request))
-        if sink is None:
-            raise NotFound("no such sink")
-        return _out(sink, await _head(store, tenant))
+        return await _found(store, tenant, await stored.delete(store, tenant, _sink_id(request)))
