@@ -104,8 +104,8 @@ class Audit:
     entries_of: dict[str, int] = field(default_factory=dict)
     rules: dict[str, Rule] = field(default_factory=dict)
     sums: dict[str, list[Decimal]] = field(default_factory=dict)
-    _previous: EntryRow | None = None
-    # The last entry of each balance, to check the balance row against.
+    # The last entry of each balance: the one the next entry follows, and the one the
+    # balance row must equal.
     last_entry: dict[tuple[str, str], EntryRow] = field(default_factory=dict)
 
     @property
@@ -181,9 +181,7 @@ class Audit:
     def entry(self, row: EntryRow) -> None:
         self.checked["entries"] += 1
         where = f"entry {row.account} {row.currency} {row.seq}"
-        previous = self._previous
-        if previous is None or (previous.account, previous.currency) != (row.account, row.currency):
-            previous = None
+        previous = self.last_entry.get((row.account, row.currency))
         rule = self.rules.get(row.account)
         before = Head(row.account, row.currency, rule or Rule.ANY)
         if previous is not None:
@@ -212,7 +210,7 @@ class Audit:
         else:
             own = _entry_hash(row.kind, row.account, row.currency, row.amount)
             self.entries_of[row.transaction_id] = (expected - own) & _MASK
-        self._previous = self.last_entry[(row.account, row.currency)] = row
+        self.last_entry[(row.account, row.currency)] = row
 
     def balance(
         self, account: str, currency: str, posted: Decimal, pending_in: Decimal,
