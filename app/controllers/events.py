@@ -14,13 +14,12 @@ from litestar.response import Stream
 from app.controllers.accounts import page_limit
 from app.controllers.paths import tenant_of
 from app.ledger.errors import InvalidRequest
-from app.ledger.log import EventType, format_instant
+from app.ledger.log import EVENT_TYPES, format_instant
 from app.models.log import read_events, read_head
 from app.models.store import PostgresStore
 from app.streams.tail import LogTail, Page
 
 KEEPALIVE_S = 10.0
-_TYPES = {t.value for t in EventType}
 
 
 def sequence_param(value: str | None, name: str) -> int:
@@ -32,8 +31,8 @@ def sequence_param(value: str | None, name: str) -> int:
 
 
 def type_param(value: str | None) -> str | None:
-    if value is not None and value not in _TYPES:
-        raise InvalidRequest.at("type", f"one of {', '.join(sorted(_TYPES))}")
+    if value is not None and value not in EVENT_TYPES:
+        raise InvalidRequest.at("type", f"one of {', '.join(EVENT_TYPES)}")
     return value
 
 

@@ -39,7 +39,7 @@ from app.controllers.schemas import (
     TransactionsOut,
 )
 from app.controllers.sinks import SinkIn, SinkOut, SinksOut
-from app.ledger.log import EventType
+from app.ledger.log import EVENT_TYPES
 from app.problems import STATUS_BY_CODE
 
 VENDOR = Path(__file__).resolve().parent.parent / "static" / "vendor"
@@ -129,7 +129,7 @@ OPERATIONS = (
               (200, "TransactionOut"), "DataIn", problems=("not_found",), write=True),
     Operation("get", "/v1/events", "The tenant's log, oldest first", (200, "EventsOut"),
               query=(("after", {"type": "integer", "minimum": 0}), LIMIT,
-                     ("type", {"enum": [t.value for t in EventType]})),
+                     ("type", {"enum": list(EVENT_TYPES)})),
               problems=("invalid_request",)),
     Operation("get", "/v1/events/head", "The newest event: keep it to detect a rewrite",
               (200, "LogHead")),

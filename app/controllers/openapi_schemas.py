@@ -3,7 +3,7 @@ cannot say themselves: id, currency and amount patterns, problems, events, verif
 
 from __future__ import annotations
 
-from app.ledger.log import EventType
+from app.ledger.log import EVENT_TYPES
 from app.streams.sinks import SCHEMES
 
 ID_PATTERN = "^[A-Za-z0-9_.:@/-]{1,128}$"
@@ -46,7 +46,7 @@ REFINED = {
     ("SinkIn", "url"): {"type": "string", "format": "uri"},
     ("SinkIn", "types"): {
         "anyOf": [
-            {"type": "array", "minItems": 1, "items": {"enum": [t.value for t in EventType]}},
+            {"type": "array", "minItems": 1, "items": {"enum": list(EVENT_TYPES)}},
             {"type": "null"},
         ]
     },
@@ -83,7 +83,7 @@ EVENT = {
     "required": ["sequence", "type", "at", "balances", "previous_hash", "hash"],
     "properties": {
         "sequence": {"type": "integer", "minimum": 1},
-        "type": {"enum": [t.value for t in EventType]},
+        "type": {"enum": list(EVENT_TYPES)},
         "at": {"type": "string", "format": "date-time"},
         "transaction": {"type": "object", "description": "as GET answers it, without events"},
         "account": {"type": "object", "description": "as GET answers it, without balances"},

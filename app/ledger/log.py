@@ -38,6 +38,7 @@ class EventType(StrEnum):
     TRANSACTION_UPDATED = "transaction.updated"
 
 
+EVENT_TYPES = tuple(t.value for t in EventType)
 ENTERED = {status: EventType(f"transaction.{status.value.lower()}") for status in Status}
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from app.ledger.errors import InvalidRequest
-from app.ledger.log import EventType
+from app.ledger.log import EVENT_TYPES
 
 SCHEMES = {
     "webhook": ("http", "https"),
@@ -22,7 +22,6 @@ SCHEMES = {
 # Where in the broker events go: the URL's query parameter, and its default.
 TARGETS = {"redis": "stream", "nats": "subject", "amqp": "exchange"}
 DEFAULT_TARGET = "twofold"
-EVENT_TYPES = frozenset(t.value for t in EventType)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +56,7 @@ def check_spec(spec: SinkSpec, hosts: Sequence[str]) -> SinkSpec:
     if spec.types is not None:
         if not spec.types:
             raise InvalidRequest.at("types", "at least one event type, or leave it out")
-        unknown = sorted(set(spec.types) - EVENT_TYPES)
+        unknown = sorted(set(spec.types) - set(EVENT_TYPES))
         if unknown:
             raise InvalidRequest.at("types", f"unknown event type {unknown[0]!r}")
     if spec.after is not None and spec.after < 0:
