@@ -189,20 +189,22 @@ async def conservation(client: httpx.AsyncClient) -> dict[str, Any]:
 TICK_S = 1 / os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(proc: Path) -> float:
-    """CPU seconds a live process (its /proc folder) has used so far; 0 once it is gone."""
+def cpu_seconds(proc: Path, kernel_only: bool = False) -> float:
+    """CPU seconds a live process (its /proc folder) has used so far, or only those spent
+    in the kernel on its behalf; 0 once it is gone."""
     try:
         fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
-    return (int(fields[11]) + int(fields[12])) * TICK_S
+    return (int(fields[12]) + (0 if kernel_only else int(fields[11]))) * TICK_S
 
 
 def cpu_by_component() -> dict[str, float]:
     """CPU seconds used so far by the service's processes and PostgreSQL's: its backends
     (the connections) apart from its own background processes (WAL writer,
-    checkpointer, autovacuum...)."""
-    totals = {"service": 0.0, "postgres": 0.0, "pg_backends": 0.0}
+    checkpointer, autovacuum...). `service_kernel` is the part of the service's spent in
+    the kernel (sockets: on loopback, sending also runs the receiver's TCP work)."""
+    totals = {"service": 0.0, "service_kernel": 0.0, "postgres": 0.0, "pg_backends": 0.0}
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
@@ -217,6 +219,7 @@ def cpu_by_component() -> dict[str, float]:
                 totals["pg_backends"] += used
         elif "granian" in cmdline:
             totals["service"] += used
+            totals["service_kernel"] += cpu_seconds(proc, kernel_only=True)
     return totals
 
 
@@ -343,7 +346,8 @@ async def measure(
           f"  p99 {result['p99_ms']:8.2f} ms  max {result['max_ms']:8.1f} ms"
           f"  5xx {result['server_errors']} refused {result['refused']}"
           f"  sums to 0: {result['conservation']['ok']}"
-          f"  CPU us each: service {cpu['service']} pg {cpu['postgres']}"
+          f"  CPU us each: service {cpu['service']} (kernel {cpu['service_kernel']})"
+          f" pg {cpu['postgres']}"
           f" (backends {cpu['pg_backends']}) wrk {cpu['wrk']}"
           f"; {result['documents_per_group_commit']} a group commit")  # fmt: skip
     return result

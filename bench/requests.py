@@ -32,7 +32,7 @@ from app.ledger.batch import Group, Result, apply_groups, head_keys  # noqa: E40
 from app.ledger.rules import Head, Rule  # noqa: E402
 from app.main import create_app  # noqa: E402
 from app.models import store  # noqa: E402
-from app.models.log import changes_param  # noqa: E402
+from app.models.log import append_params  # noqa: E402
 from app.models.rows import plan_params  # noqa: E402
 from app.settings import Settings, environment  # noqa: E402
 from integration_tests.server import Backends  # noqa: E402
@@ -49,7 +49,7 @@ async def apply_only(_: store.PostgresStore, groups: Sequence[Group]) -> list[li
     heads = {key: Head(key[1], key[2], Rule.ANY) for key in head_keys(groups, {})}
     plan, results = apply_groups(groups, {}, heads, datetime.now(UTC))
     plan_params(plan)
-    changes_param(plan.changes)
+    append_params(plan.changes)
     return results
 
 
