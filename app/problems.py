@@ -27,6 +27,8 @@ STATUS_BY_CODE: dict[str, int] = {
     "invalid_query": 400,
     "invalid_idempotency_key": 400,
     "unauthenticated": 401,
+    "signature_required": 403,
+    "signature_invalid": 403,
     "not_found": 404,
     "account_exists": 409,
     "transaction_exists": 409,

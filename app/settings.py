@@ -86,6 +86,7 @@ class Settings:
     batch_size_max: int = 256
     batch_wait_ms: float = 1.0
     timestamp_skew_s: float = 5.0
+    signature_max_age_s: int = 300
     json_depth_max: int = 64
     write_queue_max: int = 65_536
     rate_limit_per_s: float = 0.0
@@ -126,6 +127,7 @@ class Settings:
             batch_size_max=int(e.get("BATCH_SIZE_MAX", "256")),
             batch_wait_ms=float(e.get("BATCH_WAIT_MS", "1")),
             timestamp_skew_s=float(e.get("TIMESTAMP_SKEW_S", "5")),
+            signature_max_age_s=int(e.get("SIGNATURE_MAX_AGE_S", "300")),
             json_depth_max=int(e.get("JSON_DEPTH_MAX", "64")),
             write_queue_max=int(e.get("WRITE_QUEUE_MAX", "65536")),
             rate_limit_per_s=float(e.get("RATE_LIMIT_PER_S", "0")),

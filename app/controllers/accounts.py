@@ -17,12 +17,14 @@ from app.controllers.schemas import (
     DataIn,
     EntriesOut,
     EntryOut,
+    KeysIn,
     account_out,
     balance_out,
     decode_body,
     decode_query,
     utc_now,
 )
+from app.controllers.signatures import authority, check_key_material
 from app.ledger.documents import new_id, parse_instant
 from app.ledger.errors import InvalidRequest, NotFound
 from app.ledger.money import EXACT, check_currency, format_amount
@@ -105,8 +107,10 @@ class AccountController(Controller):
     ) -> Response[AccountOut]:
         data = decode_body(await request.body(), AccountIn)
         account_id = new_id() if data.id is None else data.id
+        keys = [k.key() for k in data.keys]
+        check_key_material(keys)
         account, created = await ledger.create_account(
-            tenant_of(request), account_id, Rule(data.balance_rule), data.data
+            tenant_of(request), account_id, Rule(data.balance_rule), data.data, keys
         )
         return Response(account_out(account), status_code=201 if created else 200)
 
@@ -155,12 +159,21 @@ class AccountController(Controller):
         return account_out(account)
 
     @put(BY_ID)
-    async def replace_data(self, request: Request[Any, Any, State], ledger: Ledger) -> AccountOut:
-        account_id, suffix = split_rest(request.scope, PREFIX, ACCOUNT_SUFFIXES)
+    async def replace_data_or_keys(
+        self, request: Request[Any, Any, State], ledger: Ledger, store: PostgresStore
+    ) -> AccountOut:
+        """`PUT /{id}` replaces the account's data; `PUT /{id}/keys` its keys (signed by
+        one of its current keys when it has any)."""
+        account_id, suffix = split_rest(request.scope, PREFIX, (*ACCOUNT_SUFFIXES, "keys"))
+        tenant = tenant_of(request)
+        if suffix == "keys":
+            raw = await request.body()
+            signed = await authority(store, request.scope, raw, store.settings.signature_max_age_s)
+            keys = [k.key() for k in decode_body(raw, KeysIn).keys]
+            check_key_material(keys)
+            return account_out(await ledger.replace_keys(tenant, account_id, keys, signed))
         if suffix:
             # `/balances` and `/entries` are read-only: a method they lack, as for any route.
             raise MethodNotAllowedException(headers={"Allow": "GET, OPTIONS"})
         body = decode_body(await request.body(), DataIn)
-        return account_out(
-            await ledger.replace_account_data(tenant_of(request), account_id, body.data)
-        )
+        return account_out(await ledger.replace_account_data(tenant, account_id, body.data))

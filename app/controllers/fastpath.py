@@ -15,6 +15,7 @@ from app.controllers.transactions import (
     execute_transaction,
     read_transaction,
     record_transaction,
+    signed_body,
 )
 from app.ledger.documents import Mode
 from app.ledger.errors import LedgerError, NotFound
@@ -72,9 +73,10 @@ class FastPath:
         template = scope.get("path_template", "") if scope["type"] == "http" else ""
         method = scope.get("method")
         if method == "POST" and template in CREATE_MODES:
-            data = decode_body(await read_body(receive), TransactionIn)
+            body, signed = await signed_body(self.store, scope, await read_body(receive))
+            data = decode_body(body, TransactionIn)
             tenant, mode = scope["state"]["tenant"], CREATE_MODES[template]
-            return record_transaction(self.ledger, tenant, data, mode)
+            return record_transaction(self.ledger, tenant, data, mode, signed)
         if method == "PUT" and template == TRANSACTION_TEMPLATE:
             transaction_id = _execute_target(scope)
             if transaction_id is None:
@@ -83,7 +85,8 @@ class FastPath:
             return _ok(execute_transaction(self.ledger, tenant, transaction_id))
         if method == "GET" and template == ACCOUNT_TEMPLATE:
             return self._read_account(scope)
-        if method == "GET" and template == TRANSACTION_TEMPLATE and not scope.get("query_string"):
+        if (method == "GET" and template == TRANSACTION_TEMPLATE
+                and not scope.get("query_string") and not _is_proof(scope)):  # fmt: skip
             return _ok(read_transaction(self.ledger, scope))
         return None
 
@@ -137,3 +140,11 @@ def _execute_target(scope: Scope) -> str | None:
     except NotFound:
         return None
     return None if suffix else transaction_id
+
+
+def _is_proof(scope: Scope) -> bool:
+    """`GET /v1/transactions/{id}/proof`, which the route handler answers."""
+    try:
+        return split_rest(scope, TRANSACTIONS, ("proof",))[1] == "proof"
+    except NotFound:
+        return False

@@ -34,6 +34,8 @@ from app.controllers.schemas import (
     BatchOut,
     DataIn,
     EntriesOut,
+    KeysIn,
+    ProofOut,
     TransactionIn,
     TransactionOut,
     TransactionsOut,
@@ -85,7 +87,8 @@ TRANSACTION_SHORTCUTS = (
     LIMIT,
     AFTER,
 )
-CREATE_PROBLEMS = ("invalid_amount", "unbalanced", "transaction_exists", *FAILURES)
+SIGNATURES = ("signature_required", "signature_invalid")
+CREATE_PROBLEMS = ("invalid_amount", "unbalanced", "transaction_exists", *FAILURES, *SIGNATURES)
 
 OPERATIONS = (
     Operation("get", "/v1/accounts", "Search accounts (every account, by id)", (200, "AccountsOut"),
@@ -98,6 +101,9 @@ OPERATIONS = (
               (200, "AccountOut"), problems=("invalid_request", "not_found")),
     Operation("put", "/v1/accounts/{id}", "Replace an account's data", (200, "AccountOut"),
               "DataIn", problems=("not_found",), write=True),
+    Operation("put", "/v1/accounts/{id}/keys",
+              "Replace an account's keys (signed by a current key when it has any)",
+              (200, "AccountOut"), "KeysIn", problems=("not_found", *SIGNATURES), write=True),
     Operation("get", "/v1/accounts/{id}/balances", "Balances as they stood at an instant",
               (200, "BalancesAtOut"),
               query=(("at", {"type": "string", "format": "date-time"}), CURRENCY),
@@ -112,8 +118,8 @@ OPERATIONS = (
     Operation("post", "/v1/transactions/immediate", "Create and complete a transaction",
               (201, "TransactionOut"), "TransactionIn", problems=CREATE_PROBLEMS, write=True),
     Operation("post", "/v1/transactions/batch", "Up to 8,190 transactions in one call",
-              (200, "BatchOut"), "BatchIn", problems=("invalid_amount", "unbalanced"),
-              write=True),
+              (200, "BatchOut"), "BatchIn",
+              problems=("invalid_amount", "unbalanced", *SIGNATURES), write=True),
     Operation("post", "/v1/transactions/_search", "Search transactions with the query language",
               (200, "TransactionsOut"), SEARCH, problems=("invalid_query",)),
     Operation("get", "/v1/transactions/{id}", "A transaction with its state history",
@@ -123,8 +129,12 @@ OPERATIONS = (
               write=True),
     Operation("delete", "/v1/transactions/{id}", "Void a PENDING or reverse a COMPLETED one",
               (200, "TransactionOut"),
-              problems=("not_found", "invalid_state", "transaction_exists", *FAILURES),
+              problems=("not_found", "invalid_state", "transaction_exists", *FAILURES,
+                        *SIGNATURES),
               write=True),
+    Operation("get", "/v1/transactions/{id}/proof",
+              "The signed request a transaction was recorded from, as received",
+              (200, "ProofOut"), problems=("invalid_request", "not_found")),
     Operation("put", "/v1/transactions/{id}/data", "Replace a transaction's data",
               (200, "TransactionOut"), "DataIn", problems=("not_found",), write=True),
     Operation("get", "/v1/events", "The tenant's log, oldest first", (200, "EventsOut"),
@@ -163,8 +173,8 @@ def allowed_methods() -> list[tuple[re.Pattern[str], frozenset[str]]]:
 
 
 STRUCTS = (AccountIn, AccountOut, AccountsOut, BalancesAtOut, BatchIn, BatchOut, DataIn,
-           EntriesOut, TransactionIn, TransactionOut, TransactionsOut, SinkIn, SinkOut,
-           SinksOut)  # fmt: skip
+           EntriesOut, KeysIn, ProofOut, TransactionIn, TransactionOut, TransactionsOut,
+           SinkIn, SinkOut, SinksOut)  # fmt: skip
 
 
 def _ref(name: str) -> dict[str, str]:

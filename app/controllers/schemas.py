@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -24,6 +25,7 @@ from app.ledger.documents import (
     shorthand_lines,
 )
 from app.ledger.errors import FieldError, InvalidQuery, InvalidRequest, LedgerError
+from app.ledger.keys import Proof, PublicKey
 from app.ledger.money import EXACT, check_data, check_id, format_amount
 from app.ledger.rules import Head
 from app.ledger.service import Account
@@ -94,10 +96,24 @@ def amount_value(raw: msgspec.Raw) -> str | None:
     return None
 
 
+class KeyIn(Body):
+    id: str
+    alg: str
+    public_key: str
+
+    def key(self) -> PublicKey:
+        return PublicKey(self.id, self.alg, self.public_key)
+
+
 class AccountIn(Body):
     id: str | None = None
     balance_rule: Literal["non_negative", "non_positive", "any"] = "non_negative"
     data: dict[str, Any] = msgspec.field(default_factory=dict)
+    keys: list[KeyIn] = msgspec.field(default_factory=list)
+
+
+class KeysIn(Body):
+    keys: list[KeyIn]
 
 
 class DataIn(Body):
@@ -222,12 +238,40 @@ class BalanceOut(msgspec.Struct):
     available: str
 
 
+class KeyOut(msgspec.Struct):
+    id: str
+    alg: str
+    public_key: str
+
+
+class RetiredKeyOut(msgspec.Struct):
+    id: str
+    alg: str
+    public_key: str
+    retired_at: datetime
+
+
 class AccountOut(msgspec.Struct):
     id: str
     balance_rule: str
     data: dict[str, Any]
     created_at: datetime
     balances: dict[str, BalanceOut]
+    keys: list[KeyOut]
+    key_history: list[RetiredKeyOut]
+
+
+class ProofHeadersOut(msgspec.Struct, omit_defaults=True, rename="kebab"):
+    signature_input: str
+    signature: str
+    content_digest: str | None = None
+
+
+class ProofOut(msgspec.Struct):
+    method: str
+    path: str
+    body: str  # base64 of the exact bytes
+    headers: ProofHeadersOut
 
 
 class BalancesAtOut(msgspec.Struct):
@@ -309,6 +353,23 @@ def account_out(account: Account) -> AccountOut:
         data=dict(account.data),
         created_at=account.created_at,
         balances={head.currency: _head_out(head) for head in account.heads},
+        keys=[KeyOut(k.id, k.alg, k.public_key) for k in account.keys],
+        key_history=[
+            RetiredKeyOut(k.id, k.alg, k.public_key, k.retired_at) for k in account.key_history
+        ],
+    )
+
+
+def proof_out(proof: Proof) -> ProofOut:
+    return ProofOut(
+        method=proof.method,
+        path=proof.path,
+        body=base64.b64encode(proof.body).decode(),
+        headers=ProofHeadersOut(
+            signature_input=proof.headers["signature-input"],
+            signature=proof.headers["signature"],
+            content_digest=proof.headers.get("content-digest"),
+        ),
     )
 
 

@@ -15,27 +15,41 @@ from app.controllers.schemas import (
     BatchIn,
     BatchOut,
     DataIn,
+    ProofOut,
     TransactionIn,
     TransactionOut,
     TransactionsOut,
     batch_out,
     decode_body,
+    proof_out,
     transaction_out,
     utc_now,
 )
+from app.controllers.signatures import authority
 from app.ledger.batch import BatchFailed
 from app.ledger.documents import Draft, Mode
-from app.ledger.errors import InvalidRequest, LedgerError, NotFound, TransactionFailed
+from app.ledger.errors import (
+    InvalidRequest,
+    LedgerError,
+    NotFound,
+    SignatureInvalid,
+    SignatureRequired,
+    TransactionFailed,
+)
+from app.ledger.keys import Authority
 from app.ledger.search import Target
 from app.ledger.service import Ledger
 from app.metrics import count_transactions
+from app.models.keys import read_proof
 from app.models.search import search_transactions
 from app.models.store import PostgresStore
 
 PREFIX = "/v1/transactions"
+SIGNED_IDS = "a signed request names its transaction ids, so that a replay is the same one"
 # `/{id}` routes, and the fixed routes whose names are valid ids too: without them a
 # transaction named `batch` could be created but never read, executed or cancelled.
 BY_ID = ["/{rest:path}", "/immediate", "/batch", "/_search"]
+SIGNATURE_ERRORS = (SignatureRequired, SignatureInvalid)
 
 
 async def _search(request: Request[Any, Any, State], store: PostgresStore) -> TransactionsOut:
@@ -45,12 +59,14 @@ async def _search(request: Request[Any, Any, State], store: PostgresStore) -> Tr
 
 
 async def record_transaction(
-    ledger: Ledger, tenant: str, data: TransactionIn, mode: Mode
+    ledger: Ledger, tenant: str, data: TransactionIn, mode: Mode, signed: Authority
 ) -> tuple[TransactionOut, int]:
     """Record a transaction: the answer, 201 when created or 200 for a repeated id."""
+    if signed.signed and data.id is None:
+        raise InvalidRequest.at("id", SIGNED_IDS)
     draft = data.draft(mode, utc_now(), ledger.limits)
     try:
-        transaction, created = await ledger.create(tenant, draft)
+        transaction, created = await ledger.create(tenant, draft, signed)
     except TransactionFailed:
         count_transactions("FAILED")
         raise
@@ -61,6 +77,13 @@ async def record_transaction(
 async def read_transaction(ledger: Ledger, scope: Mapping[str, Any]) -> TransactionOut:
     transaction_id, _ = split_rest(scope, PREFIX, ())
     return transaction_out(await ledger.transaction(scope["state"]["tenant"], transaction_id))
+
+
+async def signed_body(
+    store: PostgresStore, scope: Mapping[str, Any], body: bytes
+) -> tuple[bytes, Authority]:
+    """The body as received, and what its signatures prove (checked on those bytes)."""
+    return body, await authority(store, scope, body, store.settings.signature_max_age_s)
 
 
 async def execute_transaction(ledger: Ledger, tenant: str, transaction_id: str) -> TransactionOut:
@@ -87,32 +110,41 @@ class TransactionController(Controller):
         return await _search(request, store)
 
     async def _create(
-        self, request: Request[Any, Any, State], ledger: Ledger, mode: Mode
+        self, request: Request[Any, Any, State], ledger: Ledger, store: PostgresStore, mode: Mode
     ) -> Response[TransactionOut]:
-        data = decode_body(await request.body(), TransactionIn)
-        answer, status = await record_transaction(ledger, tenant_of(request), data, mode)
+        body, signed = await signed_body(store, request.scope, await request.body())
+        data = decode_body(body, TransactionIn)
+        answer, status = await record_transaction(ledger, tenant_of(request), data, mode, signed)
         return Response(answer, status_code=status)
 
     @post("/", status_code=201)
     async def create(
-        self, request: Request[Any, Any, State], ledger: Ledger
+        self, request: Request[Any, Any, State], ledger: Ledger, store: PostgresStore
     ) -> Response[TransactionOut]:
         """Create a PENDING transaction: its out-lines are held."""
-        return await self._create(request, ledger, Mode.PENDING)
+        return await self._create(request, ledger, store, Mode.PENDING)
 
     @post("/immediate", status_code=201)
     async def immediate(
-        self, request: Request[Any, Any, State], ledger: Ledger
+        self, request: Request[Any, Any, State], ledger: Ledger, store: PostgresStore
     ) -> Response[TransactionOut]:
         """Create and complete in one call."""
-        return await self._create(request, ledger, Mode.IMMEDIATE)
+        return await self._create(request, ledger, store, Mode.IMMEDIATE)
 
     @post("/batch", status_code=200)
-    async def batch(self, request: Request[Any, Any, State], ledger: Ledger) -> BatchOut:
-        """Up to 8,190 transactions in one group commit; `atomic`: all or nothing."""
-        data = decode_body(await request.body(), BatchIn)
+    async def batch(
+        self, request: Request[Any, Any, State], ledger: Ledger, store: PostgresStore
+    ) -> BatchOut:
+        """Up to 8,190 transactions in one group commit; `atomic`: all or nothing. A
+        signed batch is one body: refused whole when it misses an owner's signature."""
+        body, signed = await signed_body(store, request.scope, await request.body())
+        data = decode_body(body, BatchIn)
         if not data.transactions or len(data.transactions) > BATCH_TRANSACTIONS_MAX:
             raise InvalidRequest(f"transactions: 1 to {BATCH_TRANSACTIONS_MAX} items")
+        if signed.signed:
+            for i, item in enumerate(data.transactions):
+                if item.id is None:
+                    raise InvalidRequest.at(f"transactions[{i}].id", SIGNED_IDS)
         mode, now = Mode(data.mode), utc_now()
         drafts: list[Draft | LedgerError] = []
         for i, item in enumerate(data.transactions):
@@ -127,13 +159,29 @@ class TransactionController(Controller):
             first = next(i for i, d in enumerate(drafts) if not isinstance(d, Draft))
             drafts = [d if i == first else BatchFailed() for i, d in enumerate(drafts)]
             valid = []
-        results = await ledger.create_many(tenant_of(request), valid, data.atomic) if valid else []
+        results = (
+            await ledger.create_many(tenant_of(request), valid, data.atomic, signed)
+            if valid
+            else []
+        )
+        refused = next((r.error for r in results if isinstance(r.error, SIGNATURE_ERRORS)), None)
+        if refused is not None:
+            raise refused
         answer = batch_out(data.transactions, drafts, results)
         count_transactions(*(item.status for item in answer.results))
         return answer
 
     @get(BY_ID)
-    async def read(self, request: Request[Any, Any, State], ledger: Ledger) -> TransactionOut:
+    async def read(
+        self, request: Request[Any, Any, State], ledger: Ledger, store: PostgresStore
+    ) -> TransactionOut | ProofOut:
+        """A transaction; `/proof`, the signed request it was recorded from."""
+        transaction_id, suffix = split_rest(request.scope, PREFIX, ("proof",))
+        if suffix == "proof":
+            proof = await read_proof(store, tenant_of(request), transaction_id)
+            if proof is None:
+                raise NotFound(f"no proof for transaction {transaction_id}")
+            return proof_out(proof)
         return await read_transaction(ledger, request.scope)
 
     @put(BY_ID)
@@ -151,11 +199,15 @@ class TransactionController(Controller):
         return await execute_transaction(ledger, tenant, transaction_id)
 
     @delete(BY_ID, status_code=200)
-    async def cancel(self, request: Request[Any, Any, State], ledger: Ledger) -> TransactionOut:
-        """Void a PENDING transaction or reverse a COMPLETED one."""
+    async def cancel(
+        self, request: Request[Any, Any, State], ledger: Ledger, store: PostgresStore
+    ) -> TransactionOut:
+        """Void a PENDING transaction or reverse a COMPLETED one (signed when the
+        reversal takes money out of an owned account)."""
         transaction_id, suffix = split_rest(request.scope, PREFIX, ())
         if suffix:
             raise NotFound("no such resource")
-        transaction = await ledger.cancel(tenant_of(request), transaction_id)
+        _, signed = await signed_body(store, request.scope, await request.body())
+        transaction = await ledger.cancel(tenant_of(request), transaction_id, signed)
         count_transactions(transaction.status.value)
         return transaction_out(transaction)

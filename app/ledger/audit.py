@@ -136,6 +136,10 @@ class Audit:
         self.sequence, self.hash = sequence, stored_hash
         for name in ("transaction", "account"):
             subject = event.get(name)
+            if name == "account" and isinstance(subject, dict):
+                # Events written before accounts had keys leave them out.
+                subject.setdefault("keys", [])
+                subject.setdefault("key_history", [])
             if isinstance(subject, dict) and isinstance(subject.get("id"), str):
                 self.last_state[(name, subject["id"])] = _digest(subject)
 
@@ -150,13 +154,10 @@ class Audit:
 
     # 2. Accounts and transactions, each against its last event.
 
-    def account(
-        self, account_id: str, rule: str, data: Mapping[str, Any], created_at: datetime
-    ) -> None:
+    def account(self, account: Account) -> None:
         self.checked["accounts"] += 1
-        self.rules[account_id] = Rule(rule)
-        state = _digest(account_view(Account(account_id, Rule(rule), data, created_at)))
-        self._state("account", account_id, state)
+        self.rules[account.id] = account.rule
+        self._state("account", account.id, _digest(account_view(account)))
 
     def transaction(self, t: Transaction) -> None:
         self.checked["transactions"] += 1

@@ -32,6 +32,7 @@ from app.ledger.errors import (
     TransactionFailed,
     Unavailable,
 )
+from app.ledger.keys import UNSIGNED, Authority, Proof, refusal
 from app.ledger.log import ENTERED, Change
 from app.ledger.rules import Effect, Entry, Head, apply_lines, timestamp_failure
 
@@ -63,10 +64,12 @@ class Job:
 
 @dataclass(frozen=True, slots=True)
 class Group:
-    """Jobs submitted together; `atomic`: all apply or none is recorded."""
+    """Jobs submitted together; `atomic`: all apply or none is recorded. `authority`:
+    what the request's signatures proved (checked for owned accounts it debits)."""
 
     jobs: tuple[Job, ...]
     atomic: bool = False
+    authority: Authority = UNSIGNED
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +141,8 @@ class Plan:
     postings: list[Posting] = field(default_factory=list)
     # The tenant's log: one change per state a transaction enters, in order.
     changes: list[Change] = field(default_factory=list)
+    # The signed request each new transaction of a signed request was recorded from.
+    proofs: list[tuple[TxnKey, Proof]] = field(default_factory=list)
 
     def copy(self) -> Plan:
         return Plan(
@@ -148,6 +153,7 @@ class Plan:
             list(self.events),
             list(self.postings),
             list(self.changes),
+            list(self.proofs),
         )
 
 
@@ -259,16 +265,23 @@ class _Batch:
     """The state of one group commit while its jobs are applied in order."""
 
     def __init__(
-        self, rows: Mapping[TxnKey, Transaction], heads: Mapping[HeadKey, Head], now: datetime
+        self,
+        rows: Mapping[TxnKey, Transaction],
+        heads: Mapping[HeadKey, Head],
+        now: datetime,
+        owners: Mapping[tuple[str, str], frozenset[str]],
     ) -> None:
+        self.owners = owners
         self.rows = dict(rows)
         self.heads = dict(heads)
         self.now = now
         self.plan = Plan()
         # The heads the last effect moved, for the log's change that records it.
         self.moved: list[Head] = []
+        self.authority = UNSIGNED  # of the group being applied
 
     def group(self, group: Group) -> list[Result]:
+        self.authority = group.authority
         if not group.atomic:
             return [self.job(job) for job in group.jobs]
         saved = (dict(self.rows), dict(self.heads), self.plan.copy())
@@ -361,6 +374,10 @@ class _Batch:
         if action is Cancel.VOID:
             failure = EXPIRED_FAILURE if _is_expired(row, self.now) else None
             return Result(self._release(tenant, row, failure))
+        debited = {(tenant, line.account) for line in row.lines if line.amount > 0}
+        refused = refusal(self.authority, debited, self.owners)
+        if refused is not None:
+            raise refused
         reversal_key = (tenant, reversal_id(row.id))
         if reversal_key in self.rows:
             raise TransactionExists(f"transaction {reversal_key[1]} exists already")
@@ -431,6 +448,8 @@ class _Batch:
     def _insert(self, tenant: str, row: Transaction, at: datetime) -> None:
         key = (tenant, row.id)
         self.rows[key] = self.plan.inserts[key] = row
+        if self.authority.proof is not None:
+            self.plan.proofs.append((key, self.authority.proof))
         self.plan.events.append(Event(tenant, row.id, row.status, at))
         self._log(tenant, row)
         assert row.timestamp is not None
@@ -481,8 +500,10 @@ def apply_groups(
     rows: Mapping[TxnKey, Transaction],
     heads: Mapping[HeadKey, Head],
     now: datetime,
+    owners: Mapping[tuple[str, str], frozenset[str]] | None = None,
 ) -> tuple[Plan, list[list[Result]]]:
-    """Apply every group in arrival order; one list of results per group."""
-    batch = _Batch(rows, heads, now)
+    """Apply every group in arrival order; one list of results per group. `owners`:
+    the current key ids of the owned accounts reversals here may debit."""
+    batch = _Batch(rows, heads, now, owners or {})
     results = [batch.group(group) for group in groups]
     return batch.plan, results

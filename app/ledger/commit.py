@@ -16,6 +16,7 @@ from typing import Protocol
 from app.ledger.batch import (
     Group,
     HeadKey,
+    JobKind,
     Plan,
     Result,
     Transaction,
@@ -28,6 +29,9 @@ from app.ledger.batch import (
     precheck,
     unrecorded,
 )
+from app.ledger.documents import Status
+from app.ledger.errors import LedgerError
+from app.ledger.keys import refusal
 from app.ledger.log import Change, EventType
 from app.ledger.rules import Head, Rule
 from app.ledger.service import Account
@@ -38,11 +42,13 @@ AccountKey = tuple[str, str]  # (tenant, account id)
 @dataclass(frozen=True, slots=True)
 class Recorded:
     """What step 1 found: the committed heads with a known rule, the ids new documents
-    claim that are taken already, and the accounts (rule, created_at) it created."""
+    claim that are taken already, the accounts (rule, created_at) it created, and the
+    accounts named that had keys (owned) when it read them."""
 
     heads: dict[HeadKey, Head] = field(default_factory=dict)
     taken: list[TxnKey] = field(default_factory=list)
     created: dict[AccountKey, tuple[str, datetime]] = field(default_factory=dict)
+    owned: set[AccountKey] = field(default_factory=set)
 
 
 class CommitPort(Protocol):
@@ -64,6 +70,11 @@ class CommitPort(Protocol):
         ...
 
     async def clock(self) -> datetime: ...
+
+    async def lock_owners(self, keys: Sequence[AccountKey]) -> dict[AccountKey, frozenset[str]]:
+        """Of these accounts, lock the owned ones against a change of keys (shared, in
+        the sorted order given) and answer their current key ids."""
+        ...
 
     async def write_and_commit(
         self, plan: Plan, unused: Sequence[AccountKey], changes: Sequence[Change]
@@ -90,7 +101,21 @@ async def group_commit(port: CommitPort, groups: Sequence[Group]) -> list[list[R
     #    the clock once they are held; apply every job to them in order.
     keys = head_keys(groups, rows)
     heads, now = await port.lock_heads(keys) if keys else ({}, await port.clock())
-    plan, results = apply_groups(groups, rows, heads, now)
+    # 4. A request that debits an owned account needs a signer among its current keys,
+    #    read under a shared lock taken after the balance locks (a change of keys waits
+    #    for this commit, or this commit sees the new keys); a refused request records
+    #    nothing.
+    debits = [_debited(group, rows, recorded.owned) for group in groups]
+    wanted = sorted(set().union(*debits, _reversible(groups, rows)))
+    owners = await port.lock_owners(wanted) if wanted else {}
+    refused: dict[int, LedgerError] = {}
+    for i, (group, debited) in enumerate(zip(groups, debits, strict=True)):
+        error = refusal(group.authority, debited, owners)
+        if error is not None:
+            refused[i] = error
+    live = [group for i, group in enumerate(groups) if i not in refused]
+    plan, applied = apply_groups(live, rows, heads, now, owners)
+    results = _merge(groups, refused, applied)
     # Only applied transactions create accounts; those that stay enter the log first.
     unused = unrecorded(recorded.created, plan)
     dropped = set(unused)
@@ -101,3 +126,47 @@ async def group_commit(port: CommitPort, groups: Sequence[Group]) -> list[list[R
     ]  # fmt: skip
     await port.write_and_commit(plan, unused, [*made, *plan.changes])
     return results
+
+
+def _debited(
+    group: Group, rows: dict[TxnKey, Transaction], owned: set[AccountKey]
+) -> set[AccountKey]:
+    """The accounts the new documents of a group take money out of (negative lines)
+    that step 1 found owned."""
+    return {
+        key
+        for job in group.jobs
+        if job.kind is JobKind.CREATE
+        and job.draft is not None
+        # A repeated id is answered from its row: nothing moves.
+        and (job.tenant, job.transaction_id) not in rows
+        for line in job.draft.lines
+        if line.amount < 0 and (key := (job.tenant, line.account)) in owned
+    }
+
+
+def _reversible(groups: Sequence[Group], rows: dict[TxnKey, Transaction]) -> set[AccountKey]:
+    """The accounts a reversal may debit (those the transaction paid into), for every
+    cancel whose transaction is, or may be by its turn in the batch, COMPLETED: checked
+    when the reversal is applied (`_Batch.cancel`)."""
+    return {
+        (job.tenant, line.account)
+        for group in groups
+        for job in group.jobs
+        if job.kind is JobKind.CANCEL
+        and (row := rows.get((job.tenant, job.transaction_id))) is not None
+        and row.status in (Status.PENDING, Status.COMPLETED)
+        for line in row.lines
+        if line.amount > 0
+    }
+
+
+def _merge(
+    groups: Sequence[Group], refused: dict[int, LedgerError], applied: list[list[Result]]
+) -> list[list[Result]]:
+    """One list of results per group, in order: a refused group's error for each job."""
+    results = iter(applied)
+    return [
+        [Result(error=refused[i])] * len(group.jobs) if i in refused else next(results)
+        for i, group in enumerate(groups)
+    ]

@@ -7,6 +7,8 @@ LedgerError
  |    +-- InvalidQuery     invalid_query
  |    +-- InvalidIdempotencyKey  invalid_idempotency_key
  +-- Unauthenticated       unauthenticated
+ +-- SignatureRequired     signature_required
+ +-- SignatureInvalid      signature_invalid
  +-- NotFound              not_found
  +-- AccountExists, TransactionExists, InvalidState, Expired, IdempotencyInFlight,
  |   SinkExists
@@ -73,6 +75,19 @@ class InvalidIdempotencyKey(InvalidRequest):
 
 class Unauthenticated(LedgerError):
     code = "unauthenticated"
+
+
+class SignatureRequired(LedgerError):
+    """A request that takes money out of an owned account carries no signature."""
+
+    code = "signature_required"
+
+
+class SignatureInvalid(LedgerError):
+    """A request's signature headers are malformed, or do not verify against a current
+    key of every owned account it takes money out of."""
+
+    code = "signature_invalid"
 
 
 class NotFound(LedgerError):

@@ -110,8 +110,16 @@ def transaction_view(
 
 def account_view(a: Account, instant: Callable[[datetime], Any] = format_instant) -> dict[str, Any]:
     """An account as `GET /v1/accounts/{id}` answers it, without `balances`."""
-    return {"id": a.id, "balance_rule": a.rule.value, "data": a.data,
-            "created_at": instant(a.created_at)}  # fmt: skip
+    return {
+        "id": a.id, "balance_rule": a.rule.value, "data": a.data,
+        "created_at": instant(a.created_at),
+        "keys": [{"id": k.id, "alg": k.alg, "public_key": k.public_key} for k in a.keys],
+        "key_history": [
+            {"id": k.id, "alg": k.alg, "public_key": k.public_key,
+             "retired_at": instant(k.retired_at)}
+            for k in a.key_history
+        ],
+    }  # fmt: skip
 
 
 # For an encoder that writes a UTC datetime as `format_instant` does (msgspec).

@@ -21,6 +21,15 @@ from app.ledger.batch import (
 from app.ledger.batcher import Batcher
 from app.ledger.documents import Draft, Limits, Status
 from app.ledger.errors import AccountExists, NotFound
+from app.ledger.keys import (
+    UNSIGNED,
+    Authority,
+    PublicKey,
+    RetiredKey,
+    check_keys,
+    refusal,
+    replace_keys,
+)
 from app.ledger.money import check_data, check_id
 from app.ledger.rules import Head, Rule
 
@@ -32,6 +41,13 @@ class Account:
     data: Mapping[str, Any]
     created_at: datetime
     heads: tuple[Head, ...] = ()
+    keys: tuple[PublicKey, ...] = ()
+    key_history: tuple[RetiredKey, ...] = ()
+
+
+# Decides an account's keys and history from the account as locked, at the clock's
+# instant: raises when the change is not allowed.
+KeysDecision = Callable[[Account, datetime], tuple[tuple[PublicKey, ...], tuple[RetiredKey, ...]]]
 
 
 class Store(Protocol):
@@ -42,8 +58,17 @@ class Store(Protocol):
     ) -> bool: ...
 
     async def insert_account(
-        self, tenant: str, account_id: str, rule: Rule, data: Mapping[str, Any]
+        self,
+        tenant: str,
+        account_id: str,
+        rule: Rule,
+        data: Mapping[str, Any],
+        keys: Sequence[PublicKey],
     ) -> tuple[Account, bool]: ...
+
+    async def replace_keys(
+        self, tenant: str, account_id: str, decide: KeysDecision
+    ) -> Account | None: ...
 
     async def account(self, tenant: str, account_id: str) -> Account | None: ...
 
@@ -72,14 +97,44 @@ class Ledger:
     # Accounts
 
     async def create_account(
-        self, tenant: str, account_id: str, rule: Rule, data: Mapping[str, Any]
+        self,
+        tenant: str,
+        account_id: str,
+        rule: Rule,
+        data: Mapping[str, Any],
+        keys: Sequence[PublicKey] = (),
     ) -> tuple[Account, bool]:
         check_id(account_id, "id")
         check_data(data, self.limits.json_depth_max)
-        account, created = await self.store.insert_account(tenant, account_id, rule, data)
-        if not created and (account.rule is not rule or dict(account.data) != dict(data)):
-            raise AccountExists(f"account {account_id} exists with another rule or data")
+        check_keys(keys)
+        account, created = await self.store.insert_account(tenant, account_id, rule, data, keys)
+        if not created and (
+            account.rule is not rule or dict(account.data) != dict(data)
+            or account.keys != tuple(keys)
+        ):  # fmt: skip
+            raise AccountExists(f"account {account_id} exists with another rule, data or keys")
         return account, created
+
+    async def replace_keys(
+        self, tenant: str, account_id: str, keys: Sequence[PublicKey], authority: Authority
+    ) -> Account:
+        """Replace an account's keys; an owned account's change must be signed by one of
+        its current keys, checked against them as locked."""
+        check_keys(keys)
+
+        def decide(
+            account: Account, now: datetime
+        ) -> tuple[tuple[PublicKey, ...], tuple[RetiredKey, ...]]:
+            owners = {(tenant, account.id): frozenset(k.id for k in account.keys)}
+            refused = refusal(authority, [(tenant, account.id)], owners)
+            if refused is not None:
+                raise refused
+            return replace_keys(account.keys, account.key_history, keys, now)
+
+        account = await self.store.replace_keys(tenant, account_id, decide)
+        if account is None:
+            raise NotFound(f"no account {account_id}")
+        return account
 
     async def account(self, tenant: str, account_id: str) -> Account:
         account = await self.store.account(tenant, account_id)
@@ -97,18 +152,26 @@ class Ledger:
 
     # Transactions
 
-    async def create(self, tenant: str, draft: Draft) -> tuple[Transaction, bool]:
+    async def create(
+        self, tenant: str, draft: Draft, authority: Authority = UNSIGNED
+    ) -> tuple[Transaction, bool]:
         """Record a new document, or answer a repeat of its id from the stored one."""
-        result = await self._run(Job(JobKind.CREATE, tenant, draft.id, draft))
+        result = await self._run(Job(JobKind.CREATE, tenant, draft.id, draft), authority)
         assert result.transaction is not None
         if not result.created and _is_expired(result.transaction, self.clock()):
             return await self.transaction(tenant, draft.id), False
         return result.transaction, result.created
 
-    async def create_many(self, tenant: str, drafts: Sequence[Draft], atomic: bool) -> list[Result]:
+    async def create_many(
+        self,
+        tenant: str,
+        drafts: Sequence[Draft],
+        atomic: bool,
+        authority: Authority = UNSIGNED,
+    ) -> list[Result]:
         """Many documents in one group commit: one result per draft, in order."""
         jobs = tuple(Job(JobKind.CREATE, tenant, d.id, d) for d in drafts)
-        return await self.batcher.submit(Group(jobs, atomic=atomic))
+        return await self.batcher.submit(Group(jobs, atomic, authority))
 
     async def transaction(self, tenant: str, transaction_id: str) -> Transaction:
         """A transaction as it stands; a hold past its `expires_at` is voided first."""
@@ -122,9 +185,12 @@ class Ledger:
     async def execute(self, tenant: str, transaction_id: str) -> Transaction:
         return _changed(await self._run(Job(JobKind.EXECUTE, tenant, transaction_id)))
 
-    async def cancel(self, tenant: str, transaction_id: str) -> Transaction:
-        """Void a PENDING transaction or reverse a COMPLETED one."""
-        return _changed(await self._run(Job(JobKind.CANCEL, tenant, transaction_id)))
+    async def cancel(
+        self, tenant: str, transaction_id: str, authority: Authority = UNSIGNED
+    ) -> Transaction:
+        """Void a PENDING transaction or reverse a COMPLETED one (a reversal that debits
+        an owned account needs its signature)."""
+        return _changed(await self._run(Job(JobKind.CANCEL, tenant, transaction_id), authority))
 
     async def settle(self, tenant: str, transaction_id: str) -> None:
         """Void a hold past its `expires_at` (the periodic sweep)."""
@@ -138,8 +204,8 @@ class Ledger:
             raise NotFound(f"no transaction {transaction_id}")
         return await self.transaction(tenant, transaction_id)
 
-    async def _run(self, job: Job) -> Result:
-        [result] = await self.batcher.submit(Group((job,)))
+    async def _run(self, job: Job, authority: Authority = UNSIGNED) -> Result:
+        [result] = await self.batcher.submit(Group((job,), authority=authority))
         if result.error is not None:
             raise result.error
         return result

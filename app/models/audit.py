@@ -8,14 +8,14 @@ from typing import Any
 import asyncpg
 
 from app.ledger.audit import Audit, EntryRow
-from app.models.rows import json_value, transaction_from_row
-from app.models.statements import TRANSACTION_COLUMNS
+from app.models.rows import account_from_row, transaction_from_row
+from app.models.statements import ACCOUNT_COLUMNS, TRANSACTION_COLUMNS
 
 Progress = Callable[[str, int], None]
 
 EVENTS = "SELECT sequence, hash, body FROM events WHERE tenant = $1 ORDER BY sequence"
 HEAD = "SELECT sequence, hash FROM log_heads WHERE tenant = $1"
-ACCOUNTS = "SELECT id, balance_rule, data, created_at FROM accounts WHERE tenant = $1"
+ACCOUNTS = f"SELECT {ACCOUNT_COLUMNS} FROM accounts a WHERE tenant = $1"  # noqa: S608
 TRANSACTIONS = f"SELECT {TRANSACTION_COLUMNS} FROM transactions WHERE tenant = $1"  # noqa: S608
 ENTRIES = """
 SELECT account, currency, seq, transaction_id, kind, amount, posted, pending_in,
@@ -50,7 +50,7 @@ async def verify(
         if head is not None:
             audit.head(head["sequence"], head["hash"])
         async for r in connection.cursor(ACCOUNTS, tenant, prefetch=PREFETCH):
-            audit.account(r["id"], r["balance_rule"], json_value(r["data"]), r["created_at"])
+            audit.account(account_from_row(r, ()))
             step("accounts")
         async for r in connection.cursor(TRANSACTIONS, tenant, prefetch=PREFETCH):
             audit.transaction(transaction_from_row(r))

@@ -14,6 +14,7 @@ import msgspec
 from app.ledger.batch import HeadKey, Plan, Transaction
 from app.ledger.documents import Line, Mode, Status
 from app.ledger.errors import InvalidRequest
+from app.ledger.keys import PublicKey, RetiredKey
 from app.ledger.rules import Head, Rule
 from app.ledger.service import Account
 
@@ -80,13 +81,35 @@ def head_from_row(row: Any) -> Head:
 
 
 def account_from_row(row: Any, heads: Sequence[Head]) -> Account:
+    """An account from its `ACCOUNT_COLUMNS`."""
     return Account(
         id=row["id"],
         rule=RULES[row["balance_rule"]],
         data=json_value(row["data"]),
         created_at=row["created_at"],
         heads=tuple(heads),
+        keys=keys_from_json(row["keys"]),
+        key_history=tuple(
+            RetiredKey(k["id"], k["alg"], k["public_key"], datetime.fromisoformat(k["retired_at"]))
+            for k in json_value(row["key_history"])
+        ),
     )
+
+
+def keys_from_json(value: Any) -> tuple[PublicKey, ...]:
+    return tuple(PublicKey(k["id"], k["alg"], k["public_key"]) for k in json_value(value))
+
+
+def keys_json(keys: Sequence[PublicKey]) -> str:
+    return json_text([{"id": k.id, "alg": k.alg, "public_key": k.public_key} for k in keys])
+
+
+def key_history_json(history: Sequence[RetiredKey]) -> str:
+    return json_text([
+        {"id": k.id, "alg": k.alg, "public_key": k.public_key,
+         "retired_at": k.retired_at.isoformat()}
+        for k in history
+    ])  # fmt: skip
 
 
 def transaction_from_row(row: Any, events: Any = ()) -> Transaction:

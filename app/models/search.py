@@ -21,7 +21,7 @@ from app.ledger.search import (
 )
 from app.ledger.service import Account
 from app.models.rows import account_from_row, decode_cursor, encode_cursor, transaction_from_row
-from app.models.statements import STATE_ORDER, TRANSACTION_FIELDS
+from app.models.statements import ACCOUNT_COLUMNS, STATE_ORDER, TRANSACTION_FIELDS
 from app.models.store import PostgresStore, account_heads
 
 _encode_json = msgspec.json.Encoder(decimal_format="number").encode
@@ -147,7 +147,7 @@ async def search_accounts(
         (params["after_id"],) = _after(page, tenant, 1)
         keyset = " AND a.id > :after_id"
     sql = (
-        "SELECT a.id, a.balance_rule, a.data, a.created_at FROM accounts a"
+        f"SELECT {ACCOUNT_COLUMNS} FROM accounts a"
         f" WHERE a.tenant = :tenant AND {where}{keyset} ORDER BY a.id LIMIT :limit"
     )
     async with store.scan_connection() as connection:

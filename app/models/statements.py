@@ -7,6 +7,8 @@ TRANSACTION_FIELDS = (
     "expires_at", "failure", "reverses", "reversal_id", "fingerprint",
 )  # fmt: skip
 TRANSACTION_COLUMNS = ", ".join(TRANSACTION_FIELDS)
+# An account's own columns, as `account_from_row` reads them (the table named `a`).
+ACCOUNT_COLUMNS = "a.id, a.balance_rule, a.data, a.created_at, a.keys, a.key_history"
 
 # `[[tenant, account, currency], ...]` and `[[tenant, id], ...]` as rows (see `_keys`).
 HEAD_KEYS = """(SELECT k ->> 0 AS tenant, k ->> 1 AS account, k ->> 2 AS currency
@@ -31,7 +33,8 @@ WITH taken AS MATERIALIZED (
     WHERE NOT EXISTS (SELECT 1 FROM taken WHERE taken.tenant = h ->> 0 AND taken.id = h ->> 3)
 ), found AS MATERIALIZED (
     SELECT k.tenant, k.account, k.currency, a.balance_rule, b.posted, b.pending_in,
-           b.pending_out, b.version, b.last_ts, b.tenant IS NOT NULL AS has_balance
+           b.pending_out, b.version, b.last_ts, b.tenant IS NOT NULL AS has_balance,
+           coalesce(a.keys <> '[]', false) AS owned
     FROM wanted AS k
     LEFT JOIN accounts a ON a.tenant = k.tenant AND a.id = k.account
     LEFT JOIN balances b
@@ -54,11 +57,11 @@ SELECT f.tenant, f.account, f.currency,
        coalesce(f.balance_rule, n.balance_rule) AS balance_rule,
        coalesce(f.posted, 0) AS posted, coalesce(f.pending_in, 0) AS pending_in,
        coalesce(f.pending_out, 0) AS pending_out, coalesce(f.version, 0) AS version,
-       f.last_ts, n.created_at AS created, NULL AS taken
+       f.last_ts, n.created_at AS created, NULL AS taken, f.owned
 FROM found f
 LEFT JOIN new_accounts n ON n.tenant = f.tenant AND n.id = f.account
 UNION ALL
-SELECT tenant, NULL, NULL, NULL, 0, 0, 0, 0, NULL, NULL, id FROM taken
+SELECT tenant, NULL, NULL, NULL, 0, 0, 0, 0, NULL, NULL, id, false FROM taken
 """
 
 # States in the order the state machine enters them (none is entered twice).
@@ -90,6 +93,17 @@ SELECT locked.*, clock_timestamp() AS now FROM (
     ORDER BY b.tenant, b.account, b.currency
     FOR UPDATE OF b
 ) locked
+"""
+
+# The owned accounts among `:accounts` (`[[tenant, id], ...]`), locked shared in sorted
+# order: a change of their keys waits for this commit. Unowned ones are not locked.
+LOCK_OWNERS = """
+SELECT a.tenant, a.id, a.keys FROM accounts a
+WHERE (a.tenant, a.id) IN (
+    SELECT k ->> 0, k ->> 1 FROM json_array_elements(CAST(:accounts AS json)) AS k)
+  AND a.keys <> '[]'
+ORDER BY a.tenant, a.id
+FOR SHARE
 """
 
 # One statement writes a whole group commit: heads, journal, rows, history, postings.
@@ -165,8 +179,8 @@ WHERE tenant = :tenant AND id = :id
 """
 
 # An account with its used balances: one row per currency.
-READ_ACCOUNT = """
-SELECT a.id, a.balance_rule, a.data, a.created_at, b.account, b.currency, b.posted,
+READ_ACCOUNT = f"""
+SELECT {ACCOUNT_COLUMNS}, b.account, b.currency, b.posted,
        b.pending_in, b.pending_out, b.version, b.last_ts
 FROM accounts a
 LEFT JOIN balances b ON b.tenant = a.tenant AND b.account = a.id AND b.version > 0

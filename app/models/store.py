@@ -19,9 +19,10 @@ from app.ledger.batch import Group, Result, Transaction
 from app.ledger.commit import group_commit
 from app.ledger.documents import WORLD
 from app.ledger.errors import Unavailable
+from app.ledger.keys import PublicKey
 from app.ledger.log import Change, EventType
 from app.ledger.rules import Head, Rule
-from app.ledger.service import Account
+from app.ledger.service import Account, KeysDecision
 from app.models.connections import Connection, Database
 from app.models.log import APPEND, ENSURE_HEADS, append_params
 from app.models.rows import (
@@ -32,9 +33,12 @@ from app.models.rows import (
     entry_key,
     head_from_row,
     json_text,
+    key_history_json,
+    keys_json,
     transaction_from_row,
 )
 from app.models.statements import (
+    ACCOUNT_COLUMNS,
     READ_ACCOUNT,
     READ_BALANCES_AT,
     READ_TRANSACTION,
@@ -59,10 +63,10 @@ class PostgresStore(Database):
             await connection.execute(ENSURE_HEADS, {"tenants": list(tenants)})
             made = await connection.execute(
                 (
-                    "INSERT INTO accounts (tenant, id, balance_rule) "
+                    "INSERT INTO accounts AS a (tenant, id, balance_rule) "
                     "SELECT t, :world, 'any' FROM unnest(CAST(:tenants AS text[])) AS t "
                     "ORDER BY t ON CONFLICT DO NOTHING "
-                    "RETURNING tenant, id, balance_rule, created_at"
+                    f"RETURNING a.tenant, {ACCOUNT_COLUMNS}"
                 ),
                 {"tenants": list(tenants), "world": WORLD},
             )
@@ -125,23 +129,29 @@ class PostgresStore(Database):
     # Accounts
 
     async def insert_account(
-        self, tenant: str, account_id: str, rule: Rule, data: Mapping[str, Any]
+        self,
+        tenant: str,
+        account_id: str,
+        rule: Rule,
+        data: Mapping[str, Any],
+        keys: Sequence[PublicKey] = (),
     ) -> tuple[Account, bool]:
         async with self.connection() as connection, connection.raw.transaction():
             made = await connection.execute(
                 (
-                    "INSERT INTO accounts (tenant, id, balance_rule, data) "
-                    "VALUES (:tenant, :id, :rule, CAST(:data AS jsonb)) "
-                    "ON CONFLICT DO NOTHING RETURNING tenant, id, balance_rule, created_at"
+                    "INSERT INTO accounts AS a (tenant, id, balance_rule, data, keys) "
+                    "VALUES (:tenant, :id, :rule, CAST(:data AS jsonb), CAST(:keys AS jsonb)) "
+                    f"ON CONFLICT DO NOTHING RETURNING a.tenant, {ACCOUNT_COLUMNS}"
                 ),
                 {
                     "tenant": tenant,
                     "id": account_id,
                     "rule": rule.value,
                     "data": json_text(data),
+                    "keys": keys_json(keys),
                 },
             )
-            await _append(connection, [_created(r, data) for r in made])
+            await _append(connection, [_created(r) for r in made])
         account = await self.account(tenant, account_id)
         assert account is not None, "an account is never deleted"
         return account, made.first() is not None
@@ -167,20 +177,56 @@ class PostgresStore(Database):
             row = (
                 await connection.execute(
                     (
-                        "UPDATE accounts SET data = CAST(:data AS jsonb) "
+                        "UPDATE accounts AS a SET data = CAST(:data AS jsonb) "
                         "WHERE tenant = :tenant AND id = :id "
-                        "RETURNING id, balance_rule, created_at, clock_timestamp() AS now"
+                        f"RETURNING {ACCOUNT_COLUMNS}, clock_timestamp() AS now"
                     ),
                     {"tenant": tenant, "id": account_id, "data": json_text(data)},
                 )
             ).first()
             if row is None:
                 return False
-            state = Account(row["id"], Rule(row["balance_rule"]), data, row["created_at"])
+            state = account_from_row(row, ())
             await _append(
                 connection, [Change(tenant, EventType.ACCOUNT_UPDATED, row["now"], account=state)]
             )
         return True
+
+    async def replace_keys(
+        self, tenant: str, account_id: str, decide: KeysDecision
+    ) -> Account | None:
+        """Lock the account, let `decide` give its keys and history at the clock's
+        instant read after the lock (so a retirement follows every commit that used the
+        key), write them and log the change."""
+        async with self.connection() as connection, connection.raw.transaction():
+            row = (
+                await connection.execute(
+                    f"SELECT {ACCOUNT_COLUMNS} FROM accounts a"
+                    " WHERE tenant = :tenant AND id = :id FOR UPDATE",
+                    {"tenant": tenant, "id": account_id},
+                )
+            ).first()
+            if row is None:
+                return None
+            now = (await connection.execute("SELECT clock_timestamp()")).scalar()
+            keys, history = decide(account_from_row(row, ()), now)
+            row = (
+                await connection.execute(
+                    "UPDATE accounts AS a SET keys = CAST(:keys AS jsonb),"
+                    " key_history = CAST(:history AS jsonb)"
+                    f" WHERE tenant = :tenant AND id = :id RETURNING {ACCOUNT_COLUMNS}",
+                    {
+                        "tenant": tenant,
+                        "id": account_id,
+                        "keys": keys_json(keys),
+                        "history": key_history_json(history),
+                    },
+                )
+            ).first()
+            state = account_from_row(row, ())
+            change = Change(tenant, EventType.ACCOUNT_UPDATED, now, account=state)
+            await _append(connection, [change])
+        return await self.account(tenant, account_id)
 
     async def balances_at(
         self, tenant: str, account_id: str, at: datetime, currency: str | None
@@ -260,9 +306,10 @@ async def account_heads(
     return by_account
 
 
-def _created(row: Any, data: Mapping[str, Any] | None = None) -> Change:
-    """The log's change for an account a statement just inserted (`RETURNING`)."""
-    state = Account(row["id"], Rule(row["balance_rule"]), data or {}, row["created_at"])
+def _created(row: Any) -> Change:
+    """The log's change for an account a statement just inserted (`RETURNING` the
+    tenant and `ACCOUNT_COLUMNS`)."""
+    state = account_from_row(row, ())
     return Change(row["tenant"], EventType.ACCOUNT_CREATED, row["created_at"], account=state)
 
 

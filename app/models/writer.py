@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -12,6 +13,7 @@ import asyncpg
 from app.ledger.batch import HeadKey, Plan, Transaction, TxnKey
 from app.ledger.commit import AccountKey, Recorded
 from app.ledger.documents import WORLD
+from app.ledger.keys import Proof
 from app.ledger.log import Change, format_instant
 from app.ledger.rules import Head
 from app.models.connections import Connection, positional
@@ -20,11 +22,19 @@ from app.models.rows import (
     head_from_row,
     head_key,
     json_rows,
+    json_text,
+    json_value,
     keys_param,
     plan_params,
     transaction_from_row,
 )
-from app.models.statements import ENSURE_AND_READ_HEADS, LOCK_HEADS, LOCK_TRANSACTIONS, WRITE_PLAN
+from app.models.statements import (
+    ENSURE_AND_READ_HEADS,
+    LOCK_HEADS,
+    LOCK_OWNERS,
+    LOCK_TRANSACTIONS,
+    WRITE_PLAN,
+)
 
 # The writer connections prepare WRITE_PLAN once by name, so that a batch's write and its
 # COMMIT travel together in one simple query (asyncpg cannot pipeline two statements).
@@ -72,7 +82,14 @@ class Writer:
                 recorded.heads[head_key(r)] = head_from_row(r)
             if r["created"] is not None:
                 recorded.created[(r["tenant"], r["account"])] = (r["balance_rule"], r["created"])
+            if r["owned"]:
+                recorded.owned.add((r["tenant"], r["account"]))
         return recorded
+
+    async def lock_owners(self, keys: Sequence[AccountKey]) -> dict[AccountKey, frozenset[str]]:
+        found = await self.connection.execute(LOCK_OWNERS, {"accounts": keys_param(keys)})
+        return {(r["tenant"], r["id"]): frozenset(k["id"] for k in json_value(r["keys"]))
+                for r in found}  # fmt: skip
 
     async def lock_transactions(self, keys: Sequence[TxnKey]) -> dict[TxnKey, Transaction]:
         found = await self.connection.execute(LOCK_TRANSACTIONS, {"transactions": keys_param(keys)})
@@ -127,6 +144,27 @@ async def write_and_commit(
         )
         append = f"EXECUTE {APPEND_STATEMENT}({arrays}); "
     await connection.raw.execute(f"EXECUTE {WRITE_STATEMENT}({literals}); {append}COMMIT")
+
+
+async def write_proofs(connection: Connection, proofs: Sequence[tuple[TxnKey, Proof]]) -> None:
+    """Each signed request once (`proofs`), and the transactions recorded from it."""
+    ids: dict[int, str] = {}
+    made, links = [], []
+    for (tenant, transaction_id), proof in proofs:
+        if id(proof) not in ids:
+            ids[id(proof)] = str(uuid.uuid4())
+            made.append((tenant, ids[id(proof)], proof.method, proof.path, proof.body,
+                         json_text(dict(proof.headers))))  # fmt: skip
+        links.append((tenant, transaction_id, ids[id(proof)]))
+    await connection.raw.executemany(
+        "INSERT INTO proofs (tenant, id, method, path, body, headers)"
+        " VALUES ($1, $2, $3, $4, $5, $6::jsonb)",
+        made,
+    )
+    await connection.raw.executemany(
+        "INSERT INTO transaction_proofs (tenant, transaction_id, proof) VALUES ($1, $2, $3)",
+        links,
+    )
 
 
 def _dollar_tag(texts: Sequence[str]) -> str:
