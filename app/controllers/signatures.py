@@ -29,7 +29,7 @@ from http_message_signatures import (
 from http_message_signatures.signatures import SignatureVerifyWarning
 
 from app.ledger.errors import InvalidRequest, SignatureInvalid
-from app.ledger.keys import UNSIGNED, Authority, Proof, PublicKey
+from app.ledger.keys import UNSIGNED, Authority, Proof, PublicKey, check_keys
 from app.models.keys import current_keys
 from app.models.store import PostgresStore
 
@@ -73,10 +73,10 @@ def load_key(alg: str, public_key: str) -> Any:
 
 
 def check_key_material(keys: Sequence[PublicKey]) -> None:
-    """Every key parses as its algorithm's public key (400 naming the one that does not)."""
+    """Valid ids and algorithms (the ledger's rules), and every key parses as its
+    algorithm's public key: a 400 names the first one that does not."""
+    check_keys(keys)
     for i, key in enumerate(keys):
-        if key.alg not in ALGORITHMS:
-            continue  # the ledger's check names it
         try:
             load_key(key.alg, key.public_key)
         except ValueError as exc:

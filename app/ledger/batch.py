@@ -242,7 +242,7 @@ def precheck(
                 if problem is not None:
                     job = replace(job, failure=problem)
             jobs.append(job)
-        checked.append(Group(tuple(jobs), group.atomic))
+        checked.append(replace(group, jobs=tuple(jobs)))
     return checked
 
 

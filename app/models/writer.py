@@ -123,8 +123,10 @@ async def write_and_commit(
 
     NOTE: the write and the COMMIT are the last two round trips under the balance
     locks; sending them apart, a hot row stayed locked while the event loop came back to
-    the batch between them.
+    the batch between them. A signed request's proofs go first, one round trip more.
     """
+    if plan.proofs:
+        await write_proofs(connection, plan.proofs)
     params: dict[str, Any] = {
         **plan_params(plan),
         "unused": json_rows([{"tenant": t, "account": a} for t, a in unused]),
