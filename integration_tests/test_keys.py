@@ -86,7 +86,8 @@ def check_proof_by_hand(proof: dict[str, Any], keys: dict[str, dict[str, str]]) 
         assert headers["content-digest"] == f"sha-256=:{digest}:"
     inputs = dict(re.findall(r"(\w+)=(\([^)]*\)[^,]*)", headers["signature-input"]))
     signatures = dict(re.findall(r"(\w+)=:([^:]*):", headers["signature"]))
-    assert inputs and inputs.keys() == signatures.keys()
+    assert inputs
+    assert inputs.keys() == signatures.keys()
     for label, params in inputs.items():
         values = {"@method": proof["method"], "@path": proof["path"],
                   "content-digest": headers.get("content-digest")}  # fmt: skip
@@ -104,8 +105,8 @@ def check_proof_by_hand(proof: dict[str, Any], keys: dict[str, dict[str, str]]) 
         else:
             loaded = serialization.load_pem_public_key(key["public_key"].encode())
             assert isinstance(loaded, rsa.RSAPublicKey)
-            loaded.verify(signature, base, padding.PSS(mgf=padding.MGF1(hashes.SHA512()),
-                                                       salt_length=64), hashes.SHA512())  # fmt: skip
+            pss = padding.PSS(mgf=padding.MGF1(hashes.SHA512()), salt_length=64)
+            loaded.verify(signature, base, pss, hashes.SHA512())
 
 
 # Owning an account
@@ -122,9 +123,11 @@ async def test_an_owned_account_shows_its_keys(api: httpx.AsyncClient, uid: Any)
         {"id": "k1", "alg": "ed25519", "public_key": public}]})  # fmt: skip
     assert again.status_code == 200
     other = await api.post("/v1/accounts", json={"id": alice, "keys": []})
-    assert other.status_code == 409 and other.json()["code"] == "account_exists"
+    assert other.status_code == 409
+    assert other.json()["code"] == "account_exists"
     plain = (await api.post("/v1/accounts", json={"id": uid("plain")})).json()
-    assert plain["keys"] == [] and plain["key_history"] == []
+    assert plain["keys"] == []
+    assert plain["key_history"] == []
 
 
 @pytest.mark.parametrize(
@@ -146,7 +149,8 @@ async def test_a_key_that_does_not_parse_is_named(
     response = await api.post("/v1/accounts", json={"id": account, "keys": [key]})
     assert response.status_code == 400, response.text
     problem = response.json()
-    assert problem["code"] == "invalid_request" and problem["detail"].startswith(path)
+    assert problem["code"] == "invalid_request"
+    assert problem["detail"].startswith(path)
     assert (await api.get(f"/v1/accounts/{account}")).status_code == 404
 
 
@@ -181,7 +185,8 @@ async def test_an_unsigned_debit_is_refused_and_records_nothing(
         response = await api.post(path, json=transfer(tx, alice, newcomer))
         assert response.status_code == 403, response.text
         problem = response.json()
-        assert problem["code"] == "signature_required" and problem["account"] == alice
+        assert problem["code"] == "signature_required"
+        assert problem["account"] == alice
     shorthand = {"id": tx, "type": "DEBIT", "account": alice, "currency": "USD", "amount": "1"}
     assert (await api.post(f"{TX}/immediate", json=shorthand)).json()[
         "code"
@@ -210,7 +215,8 @@ async def test_signed_debits_with_ed25519_and_rsa_keep_proofs_that_verify(
         answer = await api.get(f"{TX}/{tx}/proof")
         assert answer.status_code == 200, answer.text
         proof = answer.json()
-        assert proof["method"] == "POST" and proof["path"] == f"{TX}/immediate"
+        assert proof["method"] == "POST"
+        assert proof["path"] == f"{TX}/immediate"
         assert json.loads(base64.b64decode(proof["body"]))["id"] == tx
         check_proof_by_hand(proof, {f"{alice}/{k['id']}": k for k in keys})
     assert (await balance(alice))["posted"] == 80
@@ -220,7 +226,8 @@ async def test_signed_debits_with_ed25519_and_rsa_keep_proofs_that_verify(
     plain = await api.post(f"{TX}/immediate", json=transfer(unsigned, bob, alice, "1"))
     assert plain.status_code == 201
     missing = await api.get(f"{TX}/{unsigned}/proof")
-    assert missing.status_code == 404 and missing.json()["code"] == "not_found"
+    assert missing.status_code == 404
+    assert missing.json()["code"] == "not_found"
 
 
 def _body(change: Callable[[bytes], bytes]) -> Any:
@@ -237,19 +244,33 @@ def _digest_of_changed(body: bytes, headers: dict[str, str]) -> tuple[bytes, dic
     return changed, {**headers, "content-digest": f"sha-256=:{digest}:"}
 
 
+SIGNATURE_INPUT, DIGEST = "signature-input", "content-digest"
+
+
+def _more(body: bytes) -> bytes:
+    return body.replace(b'"10"', b'"11"').replace(b'"-10"', b'"-11"')
+
+
+def _without(name: str) -> Any:
+    return lambda body, headers: (body, {k: v for k, v in headers.items() if k != name})
+
+
 TAMPERINGS = {
-    "body changed after signing": _body(lambda b: b.replace(b'"10"', b'"11"').replace(b'"-10"', b'"-11"')),
+    "body changed after signing": _body(_more),
     "digest recomputed for the changed body": _digest_of_changed,
-    "unknown alg": _header("signature-input", lambda v: v.replace('alg="ed25519"', 'alg="hmac-sha256"')),
-    "alg of another key type": _header("signature-input", lambda v: v.replace('alg="ed25519"', 'alg="rsa-pss-sha512"')),
-    "signature input garbled": _header("signature-input", lambda v: v[: len(v) // 2]),
+    "unknown alg": _header(SIGNATURE_INPUT, lambda v: v.replace("ed25519", "hmac-sha256")),
+    "alg of another key type": _header(SIGNATURE_INPUT,
+                                       lambda v: v.replace("ed25519", "rsa-pss-sha512")),
+    "signature input garbled": _header(SIGNATURE_INPUT, lambda v: v[: len(v) // 2]),
     "signature not a byte sequence": _header("signature", lambda v: v.replace(":", "")),
     "signature of another label": _header("signature", lambda v: v.replace("sig1=", "other=")),
-    "keyid without a key id": _header("signature-input", lambda v: re.sub(r'keyid="[^"]+"', 'keyid="nobody"', v)),
-    "signature header dropped": lambda b, h: (b, {k: v for k, v in h.items() if k != "signature"}),
-    "content-digest not covered": _header("signature-input", lambda v: v.replace(' "content-digest"', "")),
-    "digest header dropped": lambda b, h: (b, {k: v for k, v in h.items() if k != "content-digest"}),
-    "digest of an unknown algorithm": _header("content-digest", lambda v: v.replace("sha-256", "md5")),
+    "keyid without a key id": _header(SIGNATURE_INPUT,
+                                      lambda v: re.sub(r'keyid="[^"]+"', 'keyid="nobody"', v)),
+    "signature header dropped": _without("signature"),
+    "content-digest not covered": _header(SIGNATURE_INPUT,
+                                          lambda v: v.replace(' "content-digest"', "")),
+    "digest header dropped": _without(DIGEST),
+    "digest of an unknown algorithm": _header(DIGEST, lambda v: v.replace("sha-256", "md5")),
 }  # fmt: skip
 
 
@@ -314,7 +335,8 @@ async def test_two_owned_accounts_debited_need_a_label_each(
         {"account": carol, "currency": "USD", "amount": "-5"},
         {"account": bob, "currency": "USD", "amount": "10"}]}  # fmt: skip
     one = await signed(api, "POST", f"{TX}/immediate", both, [(f"{alice}/a", alice_key)])
-    assert one.status_code == 403 and one.json()["code"] == "signature_invalid"
+    assert one.status_code == 403
+    assert one.json()["code"] == "signature_invalid"
     assert one.json()["account"] == carol
     two = await signed(api, "POST", f"{TX}/immediate", both,
                        [(f"{alice}/a", alice_key), (f"{carol}/c", carol_key)])  # fmt: skip
@@ -331,10 +353,12 @@ async def test_a_signed_request_must_name_its_ids(
     no_id = transfer("x", alice, uid("bob"))
     del no_id["id"]
     response = await signed(api, "POST", f"{TX}/immediate", no_id, [(f"{alice}/k1", private)])
-    assert response.status_code == 400 and response.json()["code"] == "invalid_request"
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_request"
     batch = {"mode": "immediate", "transactions": [no_id]}
     response = await signed(api, "POST", f"{TX}/batch", batch, [(f"{alice}/k1", private)])
-    assert response.status_code == 400 and response.json()["code"] == "invalid_request"
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_request"
 
 
 async def test_a_replay_is_the_same_transaction_and_another_id_breaks_the_digest(
@@ -353,7 +377,8 @@ async def test_a_replay_is_the_same_transaction_and_another_id_breaks_the_digest
     assert again.json()["id"] == tx
     other = body.replace(tx.encode(), uid("tx").encode())
     stolen = await api.post(f"{TX}/immediate", content=other, headers=headers)
-    assert stolen.status_code == 403 and stolen.json()["code"] == "signature_invalid"
+    assert stolen.status_code == 403
+    assert stolen.json()["code"] == "signature_invalid"
     assert (await balance(alice))["posted"] == 90
 
 
@@ -377,9 +402,11 @@ async def test_a_batch_is_one_signed_body_refused_whole(
     for atomic in (False, True):
         batch = {"mode": "immediate", "atomic": atomic, "transactions": items}
         unsigned = await api.post(f"{TX}/batch", json=batch)
-        assert unsigned.status_code == 403 and unsigned.json()["code"] == "signature_required"
+        assert unsigned.status_code == 403
+        assert unsigned.json()["code"] == "signature_required"
         half = await signed(api, "POST", f"{TX}/batch", batch, [(f"{alice}/a", alice_key)])
-        assert half.status_code == 403 and half.json()["code"] == "signature_invalid"
+        assert half.status_code == 403
+        assert half.json()["code"] == "signature_invalid"
     for item in items:
         assert (await api.get(f"{TX}/{item['id']}")).status_code == 404
     assert (await head(api))["sequence"] == before["sequence"]
@@ -388,7 +415,8 @@ async def test_a_batch_is_one_signed_body_refused_whole(
                          [(f"{alice}/a", alice_key), (f"{carol}/c", carol_key)])  # fmt: skip
     assert whole.status_code == 200, whole.text
     assert [r["status"] for r in whole.json()["results"]] == ["COMPLETED"] * 3
-    assert (await balance(alice))["posted"] == 10 and (await balance(carol))["posted"] == 9
+    assert (await balance(alice))["posted"] == 10
+    assert (await balance(carol))["posted"] == 9
     proofs = [(await api.get(f"{TX}/{item['id']}/proof")).json() for item in items]
     assert len({p["body"] for p in proofs}) == 1  # the one body, kept once for all three
 
@@ -406,14 +434,16 @@ async def test_reversing_a_payment_into_an_owned_account_needs_its_signature(
     paid = uid("paid")
     assert (await api.post(f"{TX}/immediate", json=transfer(paid, bob, alice))).status_code == 201
     unsigned = await api.delete(f"{TX}/{paid}")
-    assert unsigned.status_code == 403 and unsigned.json()["code"] == "signature_required"
+    assert unsigned.status_code == 403
+    assert unsigned.json()["code"] == "signature_required"
     assert (await api.get(f"{TX}/{paid}")).json()["status"] == "COMPLETED"
     reversed_ = await signed(api, "DELETE", f"{TX}/{paid}", None, [(f"{alice}/k1", private)])
     assert reversed_.status_code == 200, reversed_.text
     assert reversed_.json()["status"] == "REVERSED"
     assert (await balance(alice))["posted"] == 0
     proof = (await api.get(f"{TX}/{paid}.reversal/proof")).json()
-    assert proof["method"] == "DELETE" and proof["body"] == ""
+    assert proof["method"] == "DELETE"
+    assert proof["body"] == ""
     assert "content-digest" not in proof["headers"]
     check_proof_by_hand(proof, {f"{alice}/k1": {"alg": "ed25519", "public_key": public}})
     # A hold from an owned account: signed when made, then executed or voided freely.
@@ -449,9 +479,11 @@ async def test_rotation_refuses_old_keys_and_keeps_old_proofs_checkable(
     assert made.status_code == 201
     path = f"/v1/accounts/{alice}/keys"
     unsigned = await api.put(path, json={"keys": [new]})
-    assert unsigned.status_code == 403 and unsigned.json()["code"] == "signature_required"
+    assert unsigned.status_code == 403
+    assert unsigned.json()["code"] == "signature_required"
     wrong = await signed(api, "PUT", path, {"keys": [new]}, [(f"{alice}/k1", new_key)])
-    assert wrong.status_code == 403 and wrong.json()["code"] == "signature_invalid"
+    assert wrong.status_code == 403
+    assert wrong.json()["code"] == "signature_invalid"
     head_before = (await head(api))["sequence"]
     rotated = await signed(api, "PUT", path, {"keys": [new]}, [(f"{alice}/k1", old_key)])
     assert rotated.status_code == 200, rotated.text
@@ -460,23 +492,27 @@ async def test_rotation_refuses_old_keys_and_keeps_old_proofs_checkable(
     [retired] = account["key_history"]
     assert {k: retired[k] for k in ("id", "alg", "public_key")} == old
     [event] = [e for e in await events_after(api, head_before) if e["type"] == "account.updated"]
-    assert event["account"]["id"] == alice and event["account"]["keys"] == [new]
+    assert event["account"]["id"] == alice
+    assert event["account"]["keys"] == [new]
     late = await signed(api, "POST", f"{TX}/immediate", transfer(uid("late"), alice, bob),
                         [(f"{alice}/k1", old_key)])  # fmt: skip
-    assert late.status_code == 403 and late.json()["code"] == "signature_invalid"
+    assert late.status_code == 403
+    assert late.json()["code"] == "signature_invalid"
     now = await signed(api, "POST", f"{TX}/immediate", transfer(uid("now"), alice, bob),
                        [(f"{alice}/k2", new_key)])  # fmt: skip
     assert now.status_code == 201
     proof = (await api.get(f"{TX}/{before}/proof")).json()
     check_proof_by_hand(proof, {f"{alice}/k1": retired})
     reused = await signed(api, "PUT", path, {"keys": [new, old]}, [(f"{alice}/k2", new_key)])
-    assert reused.status_code == 400 and reused.json()["code"] == "invalid_request"
+    assert reused.status_code == 400
+    assert reused.json()["code"] == "invalid_request"
     first = await api.put(f"/v1/accounts/{uid('fresh')}/keys", json={"keys": [new]})
     assert first.status_code == 404
     plain = uid("plain")
     await api.post("/v1/accounts", json={"id": plain})
     first = await api.put(f"/v1/accounts/{plain}/keys", json={"keys": [new]})
-    assert first.status_code == 200 and first.json()["keys"] == [new]
+    assert first.status_code == 200
+    assert first.json()["keys"] == [new]
 
 
 async def test_keys_replaced_while_signed_debits_are_in_flight(
