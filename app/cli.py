@@ -2,7 +2,8 @@
 
 `twofold serve` (also `python -m app` and `make run`) starts what DATABASE_URL/REDIS_URL
 do not name, migrates and serves; `twofold migrate` only migrates; `twofold verify`
-re-checks tenants' ledgers straight from the database.
+re-checks tenants' ledgers straight from the database; `twofold keys` makes key pairs,
+signs requests and checks proofs (`app/cli_keys.py`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from app.cli_keys import keys
 from app.embedded import database_for_tools, migrate, stop_all
 from app.settings import environment
 
@@ -25,6 +27,7 @@ cli = typer.Typer(
     no_args_is_help=False,
     add_completion=False,
 )
+cli.add_typer(keys, name="keys")
 console = Console(stderr=True)
 
 

@@ -12,9 +12,12 @@ import base64
 import hashlib
 import json
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,7 +25,8 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
-from app.signing import sign
+from app.signing import check_proof, sign
+from integration_tests.server import ROOT, Service
 from integration_tests.test_events import events_after, head
 
 TX = "/v1/transactions"
@@ -547,3 +551,53 @@ async def test_keys_replaced_while_signed_debits_are_in_flight(
     for answer in done:
         assert datetime.fromisoformat(answer.json()["created_at"]) < retired_at
     assert (await balance(alice))["posted"] == 1000 - len(done)
+
+
+# The `twofold keys` command, as the README walks through it
+
+
+def twofold(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([sys.executable, "-m", "app", "keys", *args], input=stdin,
+                          capture_output=True, cwd=ROOT, timeout=60, check=False)  # fmt: skip
+
+
+async def test_the_keys_command_generates_signs_and_checks(
+    api: httpx.AsyncClient, service: Service, uid: Any, fund: Any, tmp_path: Path
+) -> None:
+    alice, bob, tx = uid("alice"), uid("bob"), uid("tx")
+    pem = tmp_path / "alice.pem"
+    made = twofold("generate", "--out", str(pem), "--key-id", "k1")
+    assert made.returncode == 0, made.stderr
+    assert pem.stat().st_mode & 0o777 == 0o600
+    assert twofold("generate", "--out", str(pem)).returncode == 1  # never overwritten
+    await owned(api, alice, [json.loads(made.stdout)])
+    await fund(alice, "30")
+    body = body_of(transfer(tx, alice, bob, "12"))
+    signed_by = twofold("sign", "--keyid", f"{alice}/k1", "--key", str(pem),
+                        "--path", f"{TX}/immediate", "--body", "-", stdin=body)  # fmt: skip
+    assert signed_by.returncode == 0, signed_by.stderr
+    headers = dict(line.split(": ", 1) for line in signed_by.stdout.decode().splitlines())
+    assert set(headers) == {"Content-Digest", "Signature-Input", "Signature"}
+    answer = await api.post(f"{TX}/immediate", content=body,
+                            headers={**headers, "content-type": "application/json"})  # fmt: skip
+    assert answer.status_code == 201, answer.text
+    checked = twofold("check-proof", tx, "--url", service.base_url, "--api-key", "abc:123")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert checked.stdout.decode().startswith(f"ok sig1: signed by {alice}/k1")
+    unsigned = uid("unsigned")
+    await api.post(f"{TX}/immediate", json=transfer(unsigned, bob, alice, "1"))
+    missing = twofold("check-proof", unsigned, "--url", service.base_url, "--api-key", "abc:123")
+    assert missing.returncode == 1
+
+
+def test_a_proof_with_a_changed_body_or_an_unknown_key_fails_the_check() -> None:
+    private, public = ed25519_pair()
+    body = b'{"id":"t1"}'
+    headers = sign("POST", TX, body, [("alice/k1", private)])
+    proof = {"method": "POST", "path": TX, "body": base64.b64encode(body).decode(),
+             "headers": headers}  # fmt: skip
+    keys = {"alice": {"keys": [{"id": "k1", "alg": "ed25519", "public_key": public}]}}
+    assert check_proof(proof, keys)[0].startswith("ok sig1")
+    changed = {**proof, "body": base64.b64encode(b'{"id":"t2"}').decode()}
+    assert check_proof(changed, keys)[0].startswith("FAILED sig1")
+    assert check_proof(proof, {})[0].startswith("FAILED sig1: no key alice/k1")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -20,35 +19,17 @@ from typing import Any
 import http_sf
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
-from http_message_signatures import (
-    HTTPMessageSignaturesException,
-    HTTPMessageVerifier,
-    HTTPSignatureKeyResolver,
-    algorithms,
-)
-from http_message_signatures.signatures import SignatureVerifyWarning
+from http_message_signatures import HTTPMessageSignaturesException
 
 from app.ledger.errors import InvalidRequest, SignatureInvalid
 from app.ledger.keys import UNSIGNED, Authority, Proof, PublicKey, check_keys
 from app.models.keys import current_keys
 from app.models.store import PostgresStore
+from app.signing import ALGORITHMS, LabelVerifier, OneKey
 
-ALGORITHMS: Mapping[str, type[algorithms.HTTPSignatureAlgorithm]] = {
-    "ed25519": algorithms.ED25519,
-    "rsa-pss-sha512": algorithms.RSA_PSS_SHA512,
-}
 RSA_BITS_MIN = 2048
 PROOF_HEADERS = ("content-digest", "signature-input", "signature")
 SIGNATURE_HEADERS = frozenset((b"signature", b"signature-input"))
-
-# NOTE: each label is verified on its own (`expect_label`): one label per owned account,
-# each with its own key and algorithm. Labels are not signed, and need not be here: the
-# `keyid` inside the signed parameters names the account.
-warnings.filterwarnings("ignore", category=SignatureVerifyWarning)
-
-
-class _Verifier(HTTPMessageVerifier):
-    allow_label_only_selection = True
 
 
 def load_key(alg: str, public_key: str) -> Any:
@@ -90,17 +71,6 @@ class _Message:
     method: str
     url: str
     headers: dict[str, str]
-
-
-class _Keys(HTTPSignatureKeyResolver):
-    def __init__(self, keys: Mapping[str, Any]) -> None:
-        self.keys = keys
-
-    def resolve_public_key(self, key_id: str) -> Any:
-        return self.keys.get(key_id)
-
-    def resolve_private_key(self, key_id: str) -> Any:
-        raise NotImplementedError
 
 
 def headers_of(scope: Mapping[str, Any]) -> dict[str, str]:
@@ -160,14 +130,14 @@ async def authority(
         key = by_keyid.get(keyid)
         if key is None:
             raise SignatureInvalid(f"signature {label}: {keyid} is not a current key")
-        verifier = _Verifier(
+        verifier = LabelVerifier(
             signature_algorithm=ALGORITHMS[key.alg],
-            key_resolver=_Keys({keyid: load_key(key.alg, key.public_key)}),
+            key_resolver=OneKey(load_key(key.alg, key.public_key)),
         )
         verifier.max_clock_skew = timedelta(seconds=max_age_s)
         try:
-            verifier.verify(message, expect_label=label, max_age=timedelta(0),
-                            require_components=required, body=body)  # fmt: skip
+            verifier.verify_label(message, label, max_age=timedelta(0),
+                                  require_components=required, body=body)  # fmt: skip
         except (HTTPMessageSignaturesException, ValueError, TypeError) as exc:
             raise SignatureInvalid(f"signature {label}: {exc}") from exc
         account, key_id = keyid.rsplit("/", 1)
