@@ -122,6 +122,7 @@ async def test_each_change_is_one_event_with_the_state_after_it(
     assert by_type[("account.created", bob)]["account"] == {
         "id": bob, "balance_rule": "non_negative", "data": {},
         "created_at": by_type[("account.created", bob)]["account"]["created_at"],
+        "keys": [], "key_history": [],
     }  # fmt: skip
 
 

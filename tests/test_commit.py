@@ -4,12 +4,14 @@ in which order, without a database."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
 from app.ledger.batch import Group, HeadKey, Job, JobKind, Plan, Transaction, TxnKey
 from app.ledger.commit import AccountKey, Recorded, group_commit
 from app.ledger.documents import Draft, Line, Mode, Status
+from app.ledger.keys import Authority
 from app.ledger.log import Change
 from app.ledger.rules import Head, Rule
 
@@ -19,9 +21,15 @@ NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)
 class FakePort:
     """Accounts and heads in memory; every call noted in `calls`."""
 
-    def __init__(self, heads: dict[HeadKey, Head], rows: dict[TxnKey, Transaction]) -> None:
+    def __init__(
+        self,
+        heads: dict[HeadKey, Head],
+        rows: dict[TxnKey, Transaction],
+        owners: dict[AccountKey, frozenset[str]] | None = None,
+    ) -> None:
         self.heads = heads
         self.rows = rows
+        self.owners = owners or {}
         self.calls: list[str] = []
         self.written: tuple[Plan, Sequence[AccountKey], Sequence[Change]] | None = None
 
@@ -37,7 +45,14 @@ class FakePort:
                 recorded.created[(tenant, account)] = ("non_negative", NOW)
             else:
                 recorded.heads[key] = self.heads[key]
+            if (tenant, account) in self.owners:
+                recorded.owned.add((tenant, account))
         return recorded
+
+    async def lock_owners(self, keys: Sequence[AccountKey]) -> dict[AccountKey, frozenset[str]]:
+        self.calls.append("lock_owners")
+        assert list(keys) == sorted(keys), "locks are taken in sorted order"
+        return {key: self.owners[key] for key in keys if key in self.owners}
 
     async def lock_transactions(self, keys: Sequence[TxnKey]) -> dict[TxnKey, Transaction]:
         self.calls.append("lock_transactions")
@@ -121,3 +136,33 @@ async def test_a_taken_id_is_locked_and_answered_from_its_row() -> None:
     assert port.calls == ["record_and_read", "lock_transactions", "clock", "write_and_commit"]
     assert port.written is not None
     assert port.written[2] == []
+
+
+async def test_an_owned_account_debited_without_its_signer_refuses_the_group_alone() -> None:
+    port = FakePort(funded(), {}, owners={("t", "alice"): frozenset({"k1"})})
+    signed = replace(transfer("t2", "3"), authority=Authority(True, frozenset({("alice", "k1")})))
+    wrong = replace(transfer("t3", "1"), authority=Authority(True, frozenset({("alice", "k0")})))
+    results = await group_commit(port, [transfer("t1", "4"), signed, wrong])
+    assert [type(r[0].error).__name__ for r in results] == [
+        "SignatureRequired", "NoneType", "SignatureInvalid"]  # fmt: skip
+    assert port.calls == ["record_and_read", "lock_heads", "lock_owners", "write_and_commit"]
+    assert port.written is not None
+    plan, _, _ = port.written
+    assert list(plan.inserts) == [("t", "t2")]
+    assert plan.heads[("t", "alice", "USD")].posted == 7
+
+
+async def test_a_reversal_out_of_an_owned_account_needs_its_signer() -> None:
+    port = FakePort(funded(), {}, owners={("t", "bob"): frozenset({"k1"})})
+    await group_commit(port, [transfer("t1", "4")])
+    assert port.written is not None
+    port.rows = dict(port.written[0].inserts)
+    port.heads.update(port.written[0].heads)
+    cancel = Group((Job(JobKind.CANCEL, "t", "t1"),))
+    [[refused]] = await group_commit(port, [cancel])
+    assert type(refused.error).__name__ == "SignatureRequired"
+    signed = replace(cancel, authority=Authority(True, frozenset({("bob", "k1")})))
+    [[done]] = await group_commit(port, [signed])
+    assert done.error is None
+    assert done.transaction is not None
+    assert done.transaction.status is Status.REVERSED

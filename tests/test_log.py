@@ -95,5 +95,6 @@ def test_an_account_event_sorts_account_before_at() -> None:
     account = Account("alice", Rule.ANY, {"k": "v"}, AT)
     event = json.loads(_canonical(Change("t", EventType.ACCOUNT_CREATED, AT, account=account), 7))
     assert event["account"] == {"id": "alice", "balance_rule": "any", "data": {"k": "v"},
-                                "created_at": "2026-11-30T12:00:00.123456Z"}  # fmt: skip
+                                "created_at": "2026-11-30T12:00:00.123456Z",
+                                "keys": [], "key_history": []}  # fmt: skip
     assert event["sequence"] == 7
