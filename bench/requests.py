@@ -28,7 +28,8 @@ import uvloop
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app.ledger.batch import Group, Result, apply_groups, head_keys  # noqa: E402
+from app.ledger.batch import Group, Result, apply_groups  # noqa: E402
+from app.ledger.locking import head_keys  # noqa: E402
 from app.ledger.rules import Head, Rule  # noqa: E402
 from app.main import create_app  # noqa: E402
 from app.models import store  # noqa: E402

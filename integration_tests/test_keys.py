@@ -601,3 +601,39 @@ def test_a_proof_with_a_changed_body_or_an_unknown_key_fails_the_check() -> None
     changed = {**proof, "body": base64.b64encode(b'{"id":"t2"}').decode()}
     assert check_proof(changed, keys)[0].startswith("FAILED sig1")
     assert check_proof(proof, {})[0].startswith("FAILED sig1: no key alice/k1")
+
+
+MALFORMED = [
+    {"signature-input": "", "signature": ""},
+    {"signature-input": "sig1=", "signature": "sig1=::"},
+    {"signature-input": 'sig1=("@method");keyid=1', "signature": "sig1=:AAAA:"},
+    {"signature-input": 'sig1=("@method");created="x";keyid="a/k"', "signature": "sig1=:AAAA:"},
+    {"signature-input": 'sig1=("@nonsense");created=1;keyid="a/k"', "signature": "sig1=:AAAA:"},
+    {"signature-input": "sig1=(\"@method\";created=1", "signature": "sig1=:%%%:"},
+    {"signature-input": 'sig1=("@method");created=99999999999999999;keyid="a/k"',
+     "signature": "sig1=:AAAA:"},
+    {"signature-input": "x" * 5000, "signature": "y"},
+    {"signature": "sig1=:AAAA:"},
+    {"signature-input": 'sig1=("@method" "@path");created=1;keyid="a/k"'},
+    {"content-digest": "sha-256=:not base64:", "signature-input": 'a=();keyid="a/k"',
+     "signature": "a=:AAAA:"},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("headers", MALFORMED)
+async def test_malformed_signature_headers_are_signature_invalid_never_a_500(
+    api: httpx.AsyncClient, uid: Any, fund: Any, headers: dict[str, str]
+) -> None:
+    alice, tx = uid("alice"), uid("tx")
+    _, public = ed25519_pair()
+    await owned(api, alice, [{"id": "k1", "alg": "ed25519", "public_key": public}])
+    await fund(alice, "10")
+    headers = {k: v.replace("a/k", f"{alice}/k1") for k, v in headers.items()}
+    for path in (f"{TX}/immediate", f"{TX}/batch"):
+        value: Any = transfer(tx, alice, uid("bob"))
+        if path.endswith("batch"):
+            value = {"transactions": [value]}
+        response = await api.post(path, content=body_of(value), headers=headers)
+        assert response.status_code == 403, response.text
+        assert response.json()["code"] == "signature_invalid"
+    assert (await api.get(f"{TX}/{tx}")).status_code == 404

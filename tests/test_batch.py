@@ -3,12 +3,10 @@
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from app.ledger.batch import (
-    BatchFailed,
-    Group,
-    Job,
-    JobKind,
-    apply_groups,
+from app.ledger.batch import BatchFailed, Group, Job, JobKind, apply_groups
+from app.ledger.documents import Draft, Line, Mode, Status
+from app.ledger.errors import Expired, InvalidState, NotFound, TransactionExists
+from app.ledger.locking import (
     claimed_heads,
     created_keys,
     head_keys,
@@ -16,8 +14,6 @@ from app.ledger.batch import (
     precheck,
     unrecorded,
 )
-from app.ledger.documents import Draft, Line, Mode, Status
-from app.ledger.errors import Expired, InvalidState, NotFound, TransactionExists
 from app.ledger.rules import Head, Rule
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)

@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 import http_sf
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from http_message_signatures import HTTPMessageSignaturesException
@@ -44,7 +45,7 @@ def load_key(alg: str, public_key: str) -> Any:
         return ed25519.Ed25519PublicKey.from_public_bytes(raw)
     try:
         key = load_pem_public_key(public_key.encode())
-    except (ValueError, TypeError, UnicodeError) as exc:
+    except (ValueError, TypeError, UnicodeError, UnsupportedAlgorithm) as exc:
         raise ValueError("an rsa-pss-sha512 key is a PEM SubjectPublicKeyInfo") from exc
     if not isinstance(key, rsa.RSAPublicKey):
         raise ValueError("an rsa-pss-sha512 key is an RSA public key")

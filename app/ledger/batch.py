@@ -7,7 +7,7 @@ result per job. A job that cannot fit fails alone; an atomic group fails as a wh
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
@@ -155,110 +155,6 @@ class Plan:
             list(self.changes),
             list(self.proofs),
         )
-
-
-def unrecorded(created: Iterable[tuple[str, str]], plan: Plan) -> list[tuple[str, str]]:
-    """The accounts (tenant, id) a batch created for its new documents that none of the
-    transactions it applies names, sorted: those of an atomic group that failed, of a
-    document refused without being recorded, or named only by documents recorded FAILED.
-    Only applied transactions create accounts, so nothing of these may remain."""
-    named = {
-        (key[0], line.account)
-        for rows in (plan.inserts, plan.updates)
-        for key, row in rows.items()
-        if row.status is not Status.FAILED
-        for line in row.lines
-    }
-    return sorted(set(created) - named)
-
-
-def lock_keys(groups: Iterable[Group], taken: Iterable[TxnKey] = ()) -> list[TxnKey]:
-    """The transaction rows a batch locks, sorted: the targets of its flips with their
-    reversal ids, and the ids of new documents that were `taken` already."""
-    keys: set[TxnKey] = set(taken)
-    for group in groups:
-        for job in group.jobs:
-            if job.kind is not JobKind.CREATE:
-                keys.add((job.tenant, job.transaction_id))
-            if job.kind is JobKind.CANCEL:
-                keys.add((job.tenant, reversal_id(job.transaction_id)))
-    return sorted(keys)
-
-
-def created_keys(groups: Iterable[Group]) -> list[TxnKey]:
-    """The ids new documents claim, sorted."""
-    return sorted(
-        {(job.tenant, job.transaction_id) for group in groups for job in group.jobs
-         if job.kind is JobKind.CREATE}
-    )  # fmt: skip
-
-
-def _is_new(job: Job, rows: Mapping[TxnKey, Transaction]) -> bool:
-    return job.kind is JobKind.CREATE and (job.tenant, job.transaction_id) not in rows
-
-
-def _draft_keys(job: Job) -> set[HeadKey]:
-    assert job.draft is not None
-    return {(job.tenant, line.account, line.currency) for line in job.draft.lines}
-
-
-def claimed_heads(groups: Iterable[Group]) -> list[tuple[str, str, str, str]]:
-    """The balance heads new documents name, each with the id that claims it, sorted:
-    created if missing unless the id is taken, then checked."""
-    keys: set[tuple[str, str, str, str]] = set()
-    for group in groups:
-        for job in group.jobs:
-            if job.kind is JobKind.CREATE:
-                keys.update((*key, job.transaction_id) for key in _draft_keys(job))
-    return sorted(keys)
-
-
-def unlocked_failure(draft: Draft, heads: Mapping[tuple[str, str], Head]) -> dict[str, Any] | None:
-    """Step 2: the rules against the committed heads, which hold every open hold."""
-    if draft.timestamp is not None:
-        problem = timestamp_failure(heads.values(), draft.timestamp)
-        if problem is not None:
-            return problem
-    effect = Effect.HOLD if draft.mode is Mode.PENDING else Effect.POST
-    return apply_lines(heads, draft.lines, effect).failure
-
-
-def precheck(
-    groups: Sequence[Group],
-    rows: Mapping[TxnKey, Transaction],
-    heads: Mapping[HeadKey, Head],
-) -> list[Group]:
-    """Mark each new document that cannot fit the committed heads with its failure; a
-    document touching a head missing from `heads` is left to the check under lock."""
-    checked = []
-    for group in groups:
-        jobs = []
-        for job in group.jobs:
-            keys = _draft_keys(job) if _is_new(job, rows) and job.failure is None else set()
-            if keys and keys <= heads.keys():
-                assert job.draft is not None
-                view = {(k[1], k[2]): heads[k] for k in keys}
-                problem = unlocked_failure(job.draft, view)
-                if problem is not None:
-                    job = replace(job, failure=problem)
-            jobs.append(job)
-        checked.append(replace(group, jobs=tuple(jobs)))
-    return checked
-
-
-def head_keys(groups: Iterable[Group], rows: Mapping[TxnKey, Transaction]) -> list[HeadKey]:
-    """The balance heads a batch locks, sorted: the lines of every document it changes."""
-    keys: set[HeadKey] = set()
-    for group in groups:
-        for job in group.jobs:
-            if job.kind is JobKind.CREATE:
-                if _is_new(job, rows) and job.failure is None:
-                    keys |= _draft_keys(job)
-            else:
-                row = rows.get((job.tenant, job.transaction_id))
-                if row is not None:
-                    keys.update((job.tenant, ln.account, ln.currency) for ln in row.lines)
-    return sorted(keys)
 
 
 class _Batch:

@@ -13,30 +13,25 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from app.ledger.batch import (
-    Group,
-    HeadKey,
-    JobKind,
-    Plan,
-    Result,
-    Transaction,
-    TxnKey,
-    apply_groups,
+from app.ledger.batch import Group, HeadKey, Plan, Result, Transaction, TxnKey, apply_groups
+from app.ledger.errors import LedgerError
+from app.ledger.keys import refusal
+from app.ledger.locking import (
+    AccountKey,
     claimed_heads,
     created_keys,
+    debited,
     head_keys,
     lock_keys,
     precheck,
+    reversible,
     unrecorded,
 )
-from app.ledger.documents import Status
-from app.ledger.errors import LedgerError
-from app.ledger.keys import refusal
 from app.ledger.log import Change, EventType
 from app.ledger.rules import Head, Rule
 from app.ledger.service import Account
 
-AccountKey = tuple[str, str]  # (tenant, account id)
+__all__ = ["AccountKey", "CommitPort", "Recorded", "group_commit"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,12 +100,12 @@ async def group_commit(port: CommitPort, groups: Sequence[Group]) -> list[list[R
     #    read under a shared lock taken after the balance locks (a change of keys waits
     #    for this commit, or this commit sees the new keys); a refused request records
     #    nothing.
-    debits = [_debited(group, rows, recorded.owned) for group in groups]
-    wanted = sorted(set().union(*debits, _reversible(groups, rows)))
+    debits = [debited(group, rows, recorded.owned) for group in groups]
+    wanted = sorted(set().union(*debits, reversible(groups, rows)))
     owners = await port.lock_owners(wanted) if wanted else {}
     refused: dict[int, LedgerError] = {}
-    for i, (group, debited) in enumerate(zip(groups, debits, strict=True)):
-        error = refusal(group.authority, debited, owners)
+    for i, (group, accounts) in enumerate(zip(groups, debits, strict=True)):
+        error = refusal(group.authority, accounts, owners)
         if error is not None:
             refused[i] = error
     live = [group for i, group in enumerate(groups) if i not in refused]
@@ -126,39 +121,6 @@ async def group_commit(port: CommitPort, groups: Sequence[Group]) -> list[list[R
     ]  # fmt: skip
     await port.write_and_commit(plan, unused, [*made, *plan.changes])
     return results
-
-
-def _debited(
-    group: Group, rows: dict[TxnKey, Transaction], owned: set[AccountKey]
-) -> set[AccountKey]:
-    """The accounts the new documents of a group take money out of (negative lines)
-    that step 1 found owned."""
-    return {
-        key
-        for job in group.jobs
-        if job.kind is JobKind.CREATE
-        and job.draft is not None
-        # A repeated id is answered from its row: nothing moves.
-        and (job.tenant, job.transaction_id) not in rows
-        for line in job.draft.lines
-        if line.amount < 0 and (key := (job.tenant, line.account)) in owned
-    }
-
-
-def _reversible(groups: Sequence[Group], rows: dict[TxnKey, Transaction]) -> set[AccountKey]:
-    """The accounts a reversal may debit (those the transaction paid into), for every
-    cancel whose transaction is, or may be by its turn in the batch, COMPLETED: checked
-    when the reversal is applied (`_Batch.cancel`)."""
-    return {
-        (job.tenant, line.account)
-        for group in groups
-        for job in group.jobs
-        if job.kind is JobKind.CANCEL
-        and (row := rows.get((job.tenant, job.transaction_id))) is not None
-        and row.status in (Status.PENDING, Status.COMPLETED)
-        for line in row.lines
-        if line.amount > 0
-    }
 
 
 def _merge(
