@@ -2,8 +2,10 @@
 
 `twofold serve` (also `python -m app` and `make run`) starts what DATABASE_URL/REDIS_URL
 do not name, migrates and serves; `twofold migrate` only migrates; `twofold verify`
-re-checks tenants' ledgers straight from the database; `twofold keys` makes key pairs,
-signs requests and checks proofs (`app/cli_keys.py`).
+re-checks tenants' ledgers straight from the database; `twofold export` / `import`
+move a tenant's transactions out and in (`app/cli_data.py`); `twofold keys` makes key
+pairs, signs requests and checks proofs (`app/cli_keys.py`); `twofold tenants new` and
+`twofold events tail` (`app/cli_service.py`).
 """
 
 from __future__ import annotations
@@ -17,17 +19,23 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from app.cli_data import export, import_
 from app.cli_keys import keys
+from app.cli_service import events, tenants
 from app.embedded import database_for_tools, migrate, stop_all
 from app.settings import environment
 
 cli = typer.Typer(
     name="twofold",
-    help="A double-entry ledger service: serve it, migrate it, verify it.",
+    help="A double-entry ledger service: serve it, migrate it, verify it, move data in and out.",
     no_args_is_help=False,
     add_completion=False,
 )
 cli.add_typer(keys, name="keys")
+cli.add_typer(tenants, name="tenants")
+cli.add_typer(events, name="events")
+cli.command()(export)
+cli.command("import")(import_)
 console = Console(stderr=True)
 
 
@@ -45,8 +53,9 @@ def _serve() -> int:
 
 @cli.command()
 def serve() -> None:
-    """Start embedded PostgreSQL/Valkey where DATABASE_URL/REDIS_URL are unset, migrate,
-    serve on HOST:PORT with WORKERS processes."""
+    """Serve the API (embedded PostgreSQL/Valkey where DATABASE_URL/REDIS_URL are unset).
+
+    Migrates first; serves on HOST:PORT with WORKERS processes."""
     raise typer.Exit(_serve())
 
 
@@ -62,7 +71,7 @@ def verify(
         list[str] | None, typer.Option("--tenant", "-t", help="a tenant's name (default: all)")
     ] = None,
 ) -> None:
-    """Re-check ledgers from their stored rows (API.md, Integrity); exit 1 on a problem."""
+    """Re-check ledgers from their stored rows; exit 1 on a problem."""
     url, stops = database_for_tools(environment())
     try:
         reports = asyncio.run(_verify(url, tenant or []))

@@ -21,8 +21,10 @@ def generate(
     out: Annotated[Path, typer.Option(help="where the private key goes (PEM, mode 600)")],
     key_id: Annotated[str, typer.Option("--key-id", help="the key's id on the account")] = "k1",
 ) -> None:
-    """Make an Ed25519 key pair: the private key into OUT, and print the key entry for
-    the account's `keys` (POST /v1/accounts or PUT /v1/accounts/{id}/keys)."""
+    """Make an Ed25519 key pair for an account.
+
+    The private key goes into OUT; the key entry for the account's `keys` is printed
+    (POST /v1/accounts or PUT /v1/accounts/{id}/keys)."""
     if out.exists():
         typer.echo(f"{out} exists; not overwriting a private key", err=True)
         raise typer.Exit(1)
@@ -43,8 +45,10 @@ def sign_command(
         Path | None, typer.Option(help="the exact body to send (a file, or - for stdin)")
     ] = None,
 ) -> None:
-    """Print the headers (Content-Digest, Signature-Input, Signature) that sign a request
-    with each key, one label per owned account it debits; send the body byte for byte."""
+    """Print the headers that sign a request (RFC 9421).
+
+    Content-Digest, Signature-Input and Signature, signed with each key, one label per
+    owned account it debits; send the body byte for byte."""
     if len(keyid) != len(key):
         typer.echo("give one --key for each --keyid", err=True)
         raise typer.Exit(2)
@@ -68,8 +72,10 @@ def check_proof_command(
         str, typer.Option(envvar="TWOFOLD_API_KEY", help="<public key>:<secret>")
     ] = "abc:123",
 ) -> None:
-    """Fetch a transaction's proof and the keys (current and retired) of the accounts
-    that signed it, and verify each signature; exit 1 when one does not verify."""
+    """Check a signed transaction's proof against its signers' keys.
+
+    Fetches the proof and the keys (current and retired) of the accounts that signed it,
+    and verify each signature; exit 1 when one does not verify."""
     user, _, secret = api_key.partition(":")
     with httpx.Client(base_url=url, auth=(user, secret), timeout=30) as client:
         answer = client.get(f"/v1/transactions/{transaction}/proof")

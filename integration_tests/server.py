@@ -34,7 +34,7 @@ def with_database(url: str, name: str) -> str:
     return urlunsplit(parts._replace(path="/" + name))
 
 
-async def _admin(url: str, statement: str) -> None:
+async def admin(url: str, statement: str) -> None:
     connection = await asyncpg.connect(url)
     try:
         await connection.execute(statement)
@@ -44,12 +44,12 @@ async def _admin(url: str, statement: str) -> None:
 
 def new_database(server_url: str, name: str) -> tuple[str, Stop]:
     """A fresh, migrated database on the server of `server_url`, and what drops it."""
-    asyncio.run(_admin(server_url, f"DROP DATABASE IF EXISTS {name}"))
-    asyncio.run(_admin(server_url, f"CREATE DATABASE {name}"))
+    asyncio.run(admin(server_url, f"DROP DATABASE IF EXISTS {name}"))
+    asyncio.run(admin(server_url, f"CREATE DATABASE {name}"))
     database_url = with_database(server_url, name)
 
     def drop() -> None:
-        asyncio.run(_admin(server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        asyncio.run(admin(server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
 
     migrate(database_url)
     return database_url, drop

@@ -166,3 +166,19 @@ def test_accounts_created_for_documents_not_applied_are_unrecorded() -> None:
     assert [r.error is None for group in results for r in group] == [False, False, False, True]
     created = [("t", "x"), ("t", "y"), ("t", "z")]
     assert unrecorded(created, plan) == [("t", "x"), ("t", "z")]
+
+
+def test_a_document_may_spend_what_an_earlier_one_of_the_batch_credits() -> None:
+    """The unlocked check sees only committed heads: a document whose heads an earlier
+    job of the batch changes is left to the check under lock, which applies in order."""
+    heads = {("t", "bob", "USD"): Head("bob", "USD", Rule.NON_NEGATIVE),
+             ("t", "alice", "USD"): Head("alice", "USD", Rule.NON_NEGATIVE, D(5))}  # fmt: skip
+    group = Group((
+        Job(JobKind.CREATE, "t", "in", draft("in", "alice", "bob", "5")),
+        Job(JobKind.CREATE, "t", "out", draft("out", "bob", "carol", "5")),
+        Job(JobKind.CREATE, "t", "broke", draft("broke", "dave", "carol", "1")),
+    ))  # fmt: skip
+    heads[("t", "carol", "USD")] = Head("carol", "USD", Rule.NON_NEGATIVE)
+    heads[("t", "dave", "USD")] = Head("dave", "USD", Rule.NON_NEGATIVE)
+    [checked] = precheck([group], {}, heads)
+    assert [job.failure is None for job in checked.jobs] == [True, True, False]

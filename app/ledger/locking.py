@@ -9,7 +9,7 @@ from typing import Any
 
 from app.ledger.batch import Group, HeadKey, Job, JobKind, Plan, Transaction, TxnKey
 from app.ledger.documents import Draft, Mode, Status, reversal_id
-from app.ledger.rules import Effect, Head, apply_lines, timestamp_failure
+from app.ledger.rules import Effect, Head, Rule, apply_lines, timestamp_failure
 
 AccountKey = tuple[str, str]  # (tenant, account id)
 
@@ -85,22 +85,42 @@ def precheck(
     rows: Mapping[TxnKey, Transaction],
     heads: Mapping[HeadKey, Head],
 ) -> list[Group]:
-    """Mark each new document that cannot fit the committed heads with its failure; a
-    document touching a head missing from `heads` is left to the check under lock."""
+    """Mark each new document that cannot fit the committed heads with its failure. A
+    document touching a head missing from `heads`, or needing room in a head that a job
+    before it in the batch changes (an earlier credit may be what it spends), is left
+    to the check under lock, which applies the jobs in order."""
     checked = []
+    changed: set[HeadKey] = set()
     for group in groups:
         jobs = []
         for job in group.jobs:
             keys = _draft_keys(job) if _is_new(job, rows) and job.failure is None else set()
-            if keys and keys <= heads.keys():
+            if keys and keys <= heads.keys() and not _room(job, heads) & changed:
                 assert job.draft is not None
                 view = {(k[1], k[2]): heads[k] for k in keys}
                 problem = unlocked_failure(job.draft, view)
                 if problem is not None:
                     job = replace(job, failure=problem)
+            changed |= keys if job.failure is None else set()
+            if job.kind is not JobKind.CREATE and (
+                row := rows.get((job.tenant, job.transaction_id))
+            ):
+                changed.update((job.tenant, line.account, line.currency) for line in row.lines)
             jobs.append(job)
         checked.append(replace(group, jobs=tuple(jobs)))
     return checked
+
+
+def _room(job: Job, heads: Mapping[HeadKey, Head]) -> set[HeadKey]:
+    """The heads a new document needs room in: those it takes money out of, and those of
+    `non_positive` accounts it pays into."""
+    assert job.draft is not None
+    room = set()
+    for line in job.draft.lines:
+        key = (job.tenant, line.account, line.currency)
+        if line.amount < 0 or heads[key].rule is Rule.NON_POSITIVE:
+            room.add(key)
+    return room
 
 
 def head_keys(groups: Iterable[Group], rows: Mapping[TxnKey, Transaction]) -> list[HeadKey]:

@@ -1,0 +1,265 @@
+"""`twofold export` and `twofold import`: a tenant's transactions and journal out of the
+database, and transactions into a tenant through the batch API."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import sys
+from array import array
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Annotated, Any
+
+import httpx
+import msgspec
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from app.embedded import database_for_tools, stop_all
+from app.settings import environment
+
+console = Console(stderr=True)
+ENTRY_FIELDS = ("account", "currency", "seq", "transaction_id", "kind", "amount", "posted",
+                "pending_in", "pending_out", "available", "timestamp")  # fmt: skip
+BATCH_MAX = 8190
+# What an exported transaction in each final status is imported as (see `docs/behaviour.md`):
+# only what moved money or still holds it; FAILED and VOIDED ones left none.
+IMPORT_MODES = {"COMPLETED": "immediate", "REVERSED": "immediate", "PENDING": "pending"}
+
+
+def _progress() -> Progress:
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())  # fmt: skip
+    return Progress(*columns, console=console, transient=True)
+
+
+def _instant(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        instant = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise typer.BadParameter(f"{name}: an RFC 3339 instant") from exc
+    return instant if instant.tzinfo else instant.replace(tzinfo=UTC)
+
+
+def export(
+    tenant: Annotated[str, typer.Option("--tenant", "-t", help="the tenant's name")],
+    format_: Annotated[str, typer.Option("--format", help="jsonl or csv")] = "jsonl",
+    start: Annotated[
+        str | None, typer.Option("--from", help="from this instant (RFC 3339)")
+    ] = None,
+    end: Annotated[str | None, typer.Option("--to", help="before this instant")] = None,
+    out: Annotated[Path | None, typer.Option(help="a file (default: standard output)")] = None,
+) -> None:
+    """Write a tenant's transactions and journal, straight from the database.
+
+    Streamed from one snapshot. jsonl: each account ({"account": ...}: id, rule, data,
+    keys), each transaction as the API answers it ({"transaction": ...}) oldest first,
+    then each entry ({"entry": ...}) by account, currency and seq (`twofold import` reads
+    the accounts and transactions); csv: the journal, one entry a row."""
+    if format_ not in ("jsonl", "csv"):
+        raise typer.BadParameter("--format: jsonl or csv")
+    window = (_instant(start, "--from"), _instant(end, "--to"))
+    url, stops = database_for_tools(environment())
+    try:
+        with out.open("w", newline="") if out else _stdout() as file:
+            asyncio.run(_export(url, tenant, format_, window, file))
+    finally:
+        stop_all(stops)
+
+
+def _stdout() -> IO[str]:
+    return open(sys.stdout.fileno(), "w", newline="", closefd=False)
+
+
+async def _export(
+    url: str, tenant: str, format_: str, window: tuple[datetime | None, datetime | None],
+    file: IO[str],
+) -> None:  # fmt: skip
+    import asyncpg
+
+    from app.controllers.schemas import account_out, transaction_out
+    from app.ledger.money import EXACT, format_amount
+    from app.models import export as rows
+
+    encode = msgspec.json.Encoder().encode
+    connection = await asyncpg.connect(url)
+    try:
+        async with connection.transaction(isolation="repeatable_read", readonly=True):
+            counts = await rows.count(connection, tenant, *window)
+            writer = csv.writer(file) if format_ == "csv" else None
+            with _progress() as progress:
+                if writer is None:
+                    async for a in rows.accounts(connection, tenant):
+                        out = account_out(a)
+                        view = {"id": out.id, "balance_rule": out.balance_rule, "data": out.data,
+                                "created_at": out.created_at, "keys": out.keys}  # fmt: skip
+                        file.write('{"account":' + encode(view).decode() + "}\n")
+                    task = progress.add_task("transactions", total=counts[0])
+                    async for t in rows.transactions(connection, tenant, *window):
+                        file.write('{"transaction":' + encode(transaction_out(t)).decode() + "}\n")
+                        progress.advance(task)
+                else:
+                    writer.writerow(ENTRY_FIELDS)
+                task = progress.add_task("entries", total=counts[1])
+                async for e in rows.entries(connection, tenant, *window):
+                    amounts = [format_amount(e[k]) for k in ("amount", "posted", "pending_in",
+                                                             "pending_out")]  # fmt: skip
+                    available = format_amount(EXACT.subtract(e["posted"], e["pending_out"]))
+                    values = [e["account"], e["currency"], e["seq"], e["transaction_id"],
+                              e["kind"], *amounts, available,
+                              e["timestamp"].isoformat().replace("+00:00", "Z")]  # fmt: skip
+                    if writer is not None:
+                        writer.writerow(values)
+                    else:
+                        entry = dict(zip(ENTRY_FIELDS, values, strict=True))
+                        file.write(json.dumps({"entry": entry}, separators=(",", ":")) + "\n")
+                    progress.advance(task)
+    finally:
+        await connection.close()
+
+
+def import_(
+    file: Annotated[Path, typer.Argument(help="a `twofold export --format jsonl` file")],
+    url: Annotated[str, typer.Option(envvar="TWOFOLD_URL", help="the service")] = (
+        "http://127.0.0.1:8910"
+    ),
+    api_key: Annotated[
+        str, typer.Option(envvar="TWOFOLD_API_KEY", help="<public key>:<secret> of the tenant")
+    ] = "abc:123",
+    batch: Annotated[int, typer.Option(help="transactions per batch request")] = 1000,
+) -> None:
+    """Record an export's transactions in a tenant through the batch API.
+
+    Accounts first (rule and data; their keys last, once nothing more is debited by the
+    import), then transactions oldest first, each as its final effect: COMPLETED and
+    REVERSED ones (and reversals) as immediate, open holds as pending; FAILED and VOIDED
+    ones moved nothing and are skipped. Run it again after an interruption: what is
+    recorded is found by id and skipped."""
+    if not 1 <= batch <= BATCH_MAX:
+        raise typer.BadParameter(f"--batch: 1 to {BATCH_MAX}")
+    user, _, secret = api_key.partition(":")
+    counts: Counter[str] = Counter()
+    with file.open("rb") as source, httpx.Client(base_url=url, auth=(user, secret),
+                                                  timeout=300) as client:  # fmt: skip
+        offsets, accounts, skipped = _importable(source)
+        counts["skipped"] = skipped
+        _accounts(client, source, accounts, counts, keys=False)
+        done = _recorded_prefix(client, source, offsets)
+        counts["already there"] = done
+        with _progress() as progress:
+            task = progress.add_task("importing", total=len(offsets), completed=done)
+            for mode, items in _batches(source, offsets[done:], batch):
+                answer = client.post("/v1/transactions/batch",
+                                     json={"mode": mode, "transactions": items})  # fmt: skip
+                if answer.status_code != 200:
+                    console.print(f"batch refused: {answer.status_code} {answer.text}")
+                    raise typer.Exit(1)
+                for result in answer.json()["results"]:
+                    code = result.get("code")
+                    counts[f"failed ({code})" if code else "recorded"] += 1
+                progress.advance(task, len(items))
+        _accounts(client, source, accounts, counts, keys=True)
+    for name in ("accounts", "recorded", "already there", "skipped"):
+        typer.echo(f"{name}: {counts.pop(name, 0)}")
+    for name, n in sorted(counts.items()):
+        typer.echo(f"{name}: {n}")
+    raise typer.Exit(1 if counts else 0)
+
+
+def _importable(source: IO[bytes]) -> tuple[array[int], array[int], int]:
+    """The offsets of the transactions and of the accounts to import, in file order, and
+    how many transactions are skipped."""
+    offsets, accounts, skipped, offset = array("q"), array("q"), 0, 0
+    for line in iter(source.readline, b""):
+        if line.startswith(b'{"account":'):
+            accounts.append(offset)
+        elif line.startswith(b'{"transaction":'):
+            status = json.loads(line)["transaction"]["status"]
+            if status in IMPORT_MODES:
+                offsets.append(offset)
+            else:
+                skipped += 1
+        offset += len(line)
+    return offsets, accounts, skipped
+
+
+def _read(source: IO[bytes], offset: int, kind: str = "transaction") -> dict[str, Any]:
+    source.seek(offset)
+    value: dict[str, Any] = json.loads(source.readline())[kind]
+    return value
+
+
+def _accounts(
+    client: httpx.Client, source: IO[bytes], offsets: array[int], counts: Counter[str],
+    keys: bool,
+) -> None:  # fmt: skip
+    """Create the accounts (the same id and body again is answered 200: a rerun is
+    harmless), or, with `keys`, give the owned ones their keys if they have none yet."""
+    for offset in offsets:
+        account = _read(source, offset, "account")
+        path = f"/v1/accounts/{_path(account['id'])}"
+        if keys:
+            if account["keys"] and not client.get(path).json()["keys"]:
+                answer = client.put(f"{path}/keys", json={"keys": account["keys"]})
+                if answer.status_code != 200:
+                    counts[f"failed ({answer.json().get('code')})"] += 1
+            continue
+        if account["id"] == "@world":
+            continue
+        answer = client.post("/v1/accounts", json={
+            "id": account["id"], "balance_rule": account["balance_rule"],
+            "data": account["data"]})  # fmt: skip
+        if answer.status_code in (200, 201):
+            counts["accounts"] += 1
+        else:
+            counts[f"failed ({answer.json().get('code')})"] += 1
+
+
+def _recorded_prefix(client: httpx.Client, source: IO[bytes], offsets: array[int]) -> int:
+    """How many of the importable transactions are recorded already. Each batch is one
+    database commit and they go oldest first, so what a run recorded before it stopped
+    is a prefix: found by bisection, a GET per step."""
+    low, high = 0, len(offsets)
+    while low < high:
+        middle = (low + high) // 2
+        found = client.get(f"/v1/transactions/{_path(_read(source, offsets[middle])['id'])}")
+        if found.status_code == 200:
+            low = middle + 1
+        elif found.status_code == 404:
+            high = middle
+        else:
+            console.print(f"cannot tell what is recorded: {found.status_code} {found.text}")
+            raise typer.Exit(1)
+    return low
+
+
+def _path(transaction_id: str) -> str:
+    return transaction_id.replace("%", "%25").replace("/", "%2F").replace("?", "%3F")
+
+
+def _batches(
+    source: IO[bytes], offsets: array[int], size: int
+) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """Consecutive transactions of one mode, at most `size` a batch, as the API takes them."""
+    mode, items = "", list[dict[str, Any]]()
+    for offset in offsets:
+        t = _read(source, offset)
+        item_mode = IMPORT_MODES[t["status"]]
+        if items and (item_mode != mode or len(items) == size):
+            yield mode, items
+            items = []
+        mode = item_mode
+        item = {"id": t["id"], "lines": t["lines"], "data": t["data"],
+                "timestamp": t["timestamp"]}  # fmt: skip
+        if item_mode == "pending" and t["expires_at"] is not None:
+            item["expires_at"] = t["expires_at"]
+        items.append(item)
+    if items:
+        yield mode, items
