@@ -18,6 +18,7 @@ from litestar.static_files import create_static_files_router
 from redis.asyncio import Redis
 
 from app.controllers.accounts import AccountController
+from app.controllers.console import console_assets, console_page
 from app.controllers.events import EventController
 from app.controllers.fastpath import FastPath
 from app.controllers.integrity import IntegrityController
@@ -118,6 +119,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ServiceController,
             SchemaController,
             create_static_files_router(ASSETS, [VENDOR], include_in_schema=False),
+            console_page,
+            console_assets,
         ],
         dependencies={
             "ledger": provide(ledger),
