@@ -157,8 +157,9 @@ async def test_the_log_shows_a_new_transfer_live_and_verify_answers(
     await page.get_by_role("button", name="Verify the ledger").click()
     verdict = page.locator("[data-ok]")
     await verdict.wait_for(timeout=30_000)
-    assert await verdict.get_attribute("data-ok") == "true"
     await page.screenshot(path=SHOTS / "console-verify.png")
+    report = await page.locator("section.results").text_content()
+    assert await verdict.get_attribute("data-ok") == "true", report
 
 
 async def test_the_account_page_fits_a_phone_width(

@@ -26,7 +26,7 @@ from app.ledger.log import (
     chain_hash,
     transaction_view,
 )
-from app.ledger.money import format_amount
+from app.ledger.money import EXACT, format_amount
 from app.ledger.rules import Effect, Head, Rule, apply_line, breach
 from app.ledger.service import Account
 
@@ -228,7 +228,8 @@ class Audit:
                          "differs from its last entry")  # fmt: skip
         sums = self.sums.setdefault(currency, [ZERO, ZERO, ZERO])
         for i, value in enumerate(stored):
-            sums[i] += value
+            # Exact: the default context's 28 digits round 38-digit amounts.
+            sums[i] = EXACT.add(sums[i], value)
 
     def finish(self) -> None:
         self.unlogged()
