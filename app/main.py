@@ -150,7 +150,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 ttl_s=settings.idempotency_ttl_s,
                 in_flight_ttl_s=settings.idempotency_in_flight_ttl_s,
             ),
-            DefineMiddleware(cast(Any, FastPath), ledger=ledger, store=store),
+            *(
+                [DefineMiddleware(cast(Any, FastPath), ledger=ledger, store=store)]
+                if settings.fast_path
+                else []
+            ),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],

@@ -95,6 +95,7 @@ class Settings:
     sink_retry_max_s: float = 60.0
     sink_lease_s: float = 15.0
     sink_poll_s: float = 0.25
+    fast_path: bool = True
     data_dir: str = ".data"
     log_level: str = "info"
 
@@ -138,6 +139,7 @@ class Settings:
             sink_retry_max_s=float(e.get("SINK_RETRY_MAX_S", "60")),
             sink_lease_s=float(e.get("SINK_LEASE_S", "15")),
             sink_poll_s=float(e.get("SINK_POLL_S", "0.25")),
+            fast_path=e.get("FAST_PATH", "1") != "0",
             data_dir=e.get("DATA_DIR", ".data"),
             log_level=e.get("LOG_LEVEL", "info"),
         )

@@ -8,6 +8,7 @@ from litestar import Controller, Request, Response, get, post, put
 from litestar.datastructures import State
 from litestar.exceptions import MethodNotAllowedException
 
+from app.controllers.fastpath import FAST, plain_query
 from app.controllers.paths import split_rest, tenant_of
 from app.controllers.schemas import (
     AccountIn,
@@ -31,6 +32,7 @@ from app.ledger.money import EXACT, check_currency, format_amount
 from app.ledger.rules import Rule
 from app.ledger.search import Page, Target, parse_page
 from app.ledger.service import Account, Ledger
+from app.middleware import Receive, Scope
 from app.models.search import search_accounts
 from app.models.store import PostgresStore
 
@@ -86,6 +88,27 @@ async def _search(request: Request[Any, Any, State], store: PostgresStore) -> Ac
     return AccountsOut(items=[account_out(a) for a in accounts], next=cursor)
 
 
+async def _fast_read(
+    _: Ledger, store: PostgresStore, scope: Scope, __: Receive
+) -> tuple[AccountOut | BalancesAtOut, int] | None:
+    """`FastPath`'s answer: an account, or its balances, with a plain query string; the
+    journal and anything with a query to decode, the handler."""
+    query = plain_query(scope.get("query_string", b""), ("at", "currency"))
+    if query is None:
+        return None
+    try:
+        account_id, suffix = split_rest(scope, PREFIX, ACCOUNT_SUFFIXES)
+    except NotFound:
+        return None
+    tenant = scope["state"]["tenant"]
+    if suffix == "balances":
+        at, currency = query.get("at"), query.get("currency")
+        return await balances_at(store, tenant, account_id, at, currency), 200
+    if suffix == "" and not query:
+        return account_out(await stored_account(store, tenant, account_id)), 200
+    return None
+
+
 class AccountController(Controller):
     path = PREFIX
 
@@ -114,7 +137,7 @@ class AccountController(Controller):
         )
         return Response(account_out(account), status_code=201 if created else 200)
 
-    @get(BY_ID)
+    @get(BY_ID, opt={FAST: _fast_read})
     async def read(
         self,
         request: Request[Any, Any, State],

@@ -9,6 +9,7 @@ from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.datastructures import State
 
 from app.controllers.accounts import search_page
+from app.controllers.fastpath import FAST, Answer
 from app.controllers.paths import split_rest, tenant_of
 from app.controllers.schemas import (
     BATCH_TRANSACTIONS_MAX,
@@ -40,6 +41,7 @@ from app.ledger.keys import Authority
 from app.ledger.search import Target
 from app.ledger.service import Ledger
 from app.metrics import count_transactions
+from app.middleware import Receive, Scope, read_body
 from app.models.keys import read_proof
 from app.models.search import search_transactions
 from app.models.store import PostgresStore
@@ -92,6 +94,42 @@ async def execute_transaction(ledger: Ledger, tenant: str, transaction_id: str) 
     return transaction_out(transaction)
 
 
+# What `FastPath` answers without the handlers' pipeline (see app/controllers/fastpath.py).
+
+
+def _fast_create(mode: Mode) -> Answer:
+    async def answer(
+        ledger: Ledger, store: PostgresStore, scope: Scope, receive: Receive
+    ) -> tuple[TransactionOut, int]:
+        body, signed = await signed_body(store, scope, await read_body(receive))
+        data = decode_body(body, TransactionIn)
+        return await record_transaction(ledger, scope["state"]["tenant"], data, mode, signed)
+
+    return answer
+
+
+async def _fast_read(
+    ledger: Ledger, _: PostgresStore, scope: Scope, __: Receive
+) -> tuple[TransactionOut, int] | None:
+    """A transaction; its `/proof`, or anything with a query string, the handler."""
+    if scope.get("query_string") or split_rest(scope, PREFIX, ("proof",))[1]:
+        return None
+    return await read_transaction(ledger, scope), 200
+
+
+async def _fast_execute(
+    ledger: Ledger, _: PostgresStore, scope: Scope, __: Receive
+) -> tuple[TransactionOut, int] | None:
+    """`PUT /{id}`; `/{id}/data` and a path without an id, the handler."""
+    try:
+        transaction_id, suffix = split_rest(scope, PREFIX, ("data",))
+    except NotFound:
+        return None
+    if suffix:
+        return None
+    return await execute_transaction(ledger, scope["state"]["tenant"], transaction_id), 200
+
+
 class TransactionController(Controller):
     path = PREFIX
 
@@ -117,14 +155,14 @@ class TransactionController(Controller):
         answer, status = await record_transaction(ledger, tenant_of(request), data, mode, signed)
         return Response(answer, status_code=status)
 
-    @post("/", status_code=201)
+    @post("/", status_code=201, opt={FAST: _fast_create(Mode.PENDING)})
     async def create(
         self, request: Request[Any, Any, State], ledger: Ledger, store: PostgresStore
     ) -> Response[TransactionOut]:
         """Create a PENDING transaction: its out-lines are held."""
         return await self._create(request, ledger, store, Mode.PENDING)
 
-    @post("/immediate", status_code=201)
+    @post("/immediate", status_code=201, opt={FAST: _fast_create(Mode.IMMEDIATE)})
     async def immediate(
         self, request: Request[Any, Any, State], ledger: Ledger, store: PostgresStore
     ) -> Response[TransactionOut]:
@@ -171,7 +209,7 @@ class TransactionController(Controller):
         count_transactions(*(item.status for item in answer.results))
         return answer
 
-    @get(BY_ID)
+    @get(BY_ID, opt={FAST: _fast_read})
     async def read(
         self, request: Request[Any, Any, State], ledger: Ledger, store: PostgresStore
     ) -> TransactionOut | ProofOut:
@@ -184,7 +222,7 @@ class TransactionController(Controller):
             return proof_out(proof)
         return await read_transaction(ledger, request.scope)
 
-    @put(BY_ID)
+    @put(BY_ID, opt={FAST: _fast_execute})
     async def execute_or_replace_data(
         self, request: Request[Any, Any, State], ledger: Ledger
     ) -> TransactionOut:
