@@ -274,8 +274,8 @@ def start_nats(data_dir: Path, binary: Path, port: int | None = None) -> tuple[s
     return f"nats://127.0.0.1:{port}", stop
 
 
-def migrate(database_url: str) -> None:
-    """Bring the schema to the newest Alembic revision."""
+def migrate(database_url: str, revision: str = "head") -> None:
+    """Bring the schema to the newest Alembic revision (or to `revision`)."""
     from alembic import command
     from alembic.config import Config
 
@@ -283,7 +283,7 @@ def migrate(database_url: str) -> None:
     config = Config(str(root / "alembic.ini"))
     config.set_main_option("script_location", str(root / "migrations"))
     config.attributes["database_url"] = database_url
-    command.upgrade(config, "head")
+    command.upgrade(config, revision)
 
 
 def prepare(env: dict[str, str]) -> list[Stop]:

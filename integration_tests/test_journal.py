@@ -66,8 +66,8 @@ async def test_balances_at_now_equal_current(api: httpx.AsyncClient, uid, fund):
         "UPDATE entries SET amount = 0",
         "DELETE FROM entries",
         "TRUNCATE entries",
-        "UPDATE transaction_events SET status = 'X'",
-        "DELETE FROM transaction_events",
+        "UPDATE events SET type = 'x'",
+        "DELETE FROM events",
     ],
 )
 async def test_journal_is_append_only_in_the_database(

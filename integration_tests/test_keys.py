@@ -20,13 +20,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
 from app.signing import check_proof, sign
-from integration_tests.server import ROOT, Service
+from integration_tests.server import ROOT, Backends, Service
 from integration_tests.test_events import events_after, head
 
 TX = "/v1/transactions"
@@ -637,3 +638,24 @@ async def test_malformed_signature_headers_are_signature_invalid_never_a_500(
         assert response.status_code == 403, response.text
         assert response.json()["code"] == "signature_invalid"
     assert (await api.get(f"{TX}/{tx}")).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "statement", ["UPDATE proofs SET body = ''", "DELETE FROM transaction_proofs"]
+)
+async def test_proofs_are_append_only_in_the_database(
+    api: httpx.AsyncClient, uid: Any, fund: Any, backends: Backends, statement: str
+) -> None:
+    alice = uid("alice")
+    private, public = ed25519_pair()
+    await owned(api, alice, [{"id": "k1", "alg": "ed25519", "public_key": public}])
+    await fund(alice, "1")
+    made = await signed(api, "POST", f"{TX}/immediate", transfer(uid("tx"), alice, uid("b"), "1"),
+                        [(f"{alice}/k1", private)])  # fmt: skip
+    assert made.status_code == 201
+    connection = await asyncpg.connect(backends.database_url)
+    try:
+        with pytest.raises(asyncpg.RaiseError, match="append-only"):
+            await connection.execute(statement)
+    finally:
+        await connection.close()

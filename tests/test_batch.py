@@ -54,7 +54,7 @@ def test_documents_apply_in_arrival_order_and_fail_alone() -> None:
     assert plan.heads[("t", "b", "USD")].posted == 10
     assert [e.entry.seq for e in plan.entries if e.entry.account == "a"] == [2, 3]
     assert len(plan.inserts) == 3
-    assert {e.status for e in plan.events} == {Status.COMPLETED, Status.FAILED}
+    assert {t.events[-1][0] for t in plan.inserts.values()} == {Status.COMPLETED, Status.FAILED}
 
 
 def test_atomic_group_fails_whole_and_records_nothing() -> None:
@@ -63,7 +63,7 @@ def test_atomic_group_fails_whole_and_records_nothing() -> None:
     assert isinstance(results[0][0].error, BatchFailed)
     assert results[0][1].error is not None
     assert results[0][1].error.code == "insufficient_funds"
-    assert (plan.heads, plan.inserts, plan.entries, plan.events) == ({}, {}, [], [])
+    assert (plan.heads, plan.inserts, plan.entries, plan.changes) == ({}, {}, [], [])
 
 
 def test_same_id_twice_in_one_batch_is_a_repeat() -> None:

@@ -114,14 +114,6 @@ class Posting:
 
 
 @dataclass(frozen=True, slots=True)
-class Event:
-    tenant: str
-    transaction_id: str
-    status: Status
-    at: datetime
-
-
-@dataclass(frozen=True, slots=True)
 class JournalRow:
     tenant: str
     transaction_id: str
@@ -137,7 +129,6 @@ class Plan:
     entries: list[JournalRow] = field(default_factory=list)
     inserts: dict[TxnKey, Transaction] = field(default_factory=dict)
     updates: dict[TxnKey, Transaction] = field(default_factory=dict)
-    events: list[Event] = field(default_factory=list)
     postings: list[Posting] = field(default_factory=list)
     # The tenant's log: one change per state a transaction enters, in order.
     changes: list[Change] = field(default_factory=list)
@@ -150,7 +141,6 @@ class Plan:
             list(self.entries),
             dict(self.inserts),
             dict(self.updates),
-            list(self.events),
             list(self.postings),
             list(self.changes),
             list(self.proofs),
@@ -246,7 +236,7 @@ class _Batch:
             fingerprint=draft.fingerprint,
             events=((status, at),),
         )
-        self._insert(job.tenant, row, at)
+        self._insert(job.tenant, row)
         if problem is not None:
             return Result(row, created=True, error=TransactionFailed(problem))
         return Result(row, created=True)
@@ -297,7 +287,7 @@ class _Batch:
             fingerprint="",
             events=((Status.COMPLETED, at),),
         )
-        self._insert(tenant, reversal, at)
+        self._insert(tenant, reversal)
         reversed_row = replace(row, status=Status.REVERSED, reversal_id=reversal.id)
         return Result(self._update(tenant, reversed_row, at))
 
@@ -341,12 +331,11 @@ class _Batch:
         _, at = self._apply(tenant, row.id, row.lines, Effect.RELEASE, None)
         return self._update(tenant, replace(row, status=Status.VOIDED, failure=failure), at)
 
-    def _insert(self, tenant: str, row: Transaction, at: datetime) -> None:
+    def _insert(self, tenant: str, row: Transaction) -> None:
         key = (tenant, row.id)
         self.rows[key] = self.plan.inserts[key] = row
         if self.authority.proof is not None:
             self.plan.proofs.append((key, self.authority.proof))
-        self.plan.events.append(Event(tenant, row.id, row.status, at))
         self._log(tenant, row)
         assert row.timestamp is not None
         accounts = dict.fromkeys(line.account for line in row.lines)
@@ -362,7 +351,6 @@ class _Batch:
             self.plan.inserts[key] = row
         else:
             self.plan.updates[key] = row
-        self.plan.events.append(Event(tenant, row.id, row.status, at))
         self._log(tenant, row)
         return row
 

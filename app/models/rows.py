@@ -159,21 +159,21 @@ def plan_params(plan: Plan) -> dict[str, str]:
         {"tenant": key[0], "id": t.id, "status": t.status, "mode": t.mode, "lines": t.lines,
          "data": t.data, "timestamp": t.timestamp, "timestamp_given": t.timestamp_given,
          "created_at": t.created_at, "expires_at": t.expires_at, "failure": t.failure,
-         "reverses": t.reverses, "reversal_id": t.reversal_id, "fingerprint": t.fingerprint}
+         "reverses": t.reverses, "reversal_id": t.reversal_id, "fingerprint": t.fingerprint,
+         "history": t.events}
         for key, t in plan.inserts.items()
     ]  # fmt: skip
     updates = [
         {"tenant": key[0], "id": t.id, "status": t.status, "failure": t.failure,
-         "reversal_id": t.reversal_id}
+         "reversal_id": t.reversal_id, "history": t.events}
         for key, t in plan.updates.items()
     ]  # fmt: skip
-    # Event and Posting are flat dataclasses whose field names are the columns.
+    # Posting is a flat dataclass whose field names are the columns.
     return {
         "heads": json_rows(heads),
         "entries": json_rows(entries),
         "inserts": json_rows(inserts),
         "updates": json_rows(updates),
-        "events": json_rows(plan.events),
         "postings": json_rows(plan.postings),
     }
 

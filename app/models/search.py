@@ -21,7 +21,7 @@ from app.ledger.search import (
 )
 from app.ledger.service import Account
 from app.models.rows import account_from_row, decode_cursor, encode_cursor, transaction_from_row
-from app.models.statements import ACCOUNT_COLUMNS, STATE_ORDER, TRANSACTION_FIELDS
+from app.models.statements import ACCOUNT_COLUMNS, TRANSACTION_FIELDS
 from app.models.store import PostgresStore, account_heads
 
 _encode_json = msgspec.json.Encoder(decimal_format="number").encode
@@ -184,27 +184,13 @@ async def search_transactions(
         params["after_ts"] = _instant(after_ts)
         keyset = f" AND ({order}) > (:after_ts, :after_id)"
     sql = (
-        f"SELECT {', '.join('t.' + column for column in TRANSACTION_FIELDS)}"
+        f"SELECT {', '.join('t.' + column for column in TRANSACTION_FIELDS)}, t.history"
         f" FROM {source} AND {where}{keyset}"
         f" ORDER BY {order} LIMIT :limit"
     )
     async with store.scan_connection() as connection:
         rows = list(await connection.execute(sql, params))
-        ids = [r.id for r in rows[: page.limit]]
-        events = await connection.execute(
-            (
-                "SELECT transaction_id, status, at FROM transaction_events e"
-                " WHERE tenant = :tenant AND transaction_id = ANY(CAST(:ids AS text[]))"
-                f" ORDER BY at, {STATE_ORDER}"
-            ),
-            {"tenant": tenant, "ids": ids},
-        )
-        history: dict[str, list[list[Any]]] = {}
-        for event in events:
-            history.setdefault(event.transaction_id, []).append(
-                [event.status, event.at.isoformat()]
-            )
-    transactions = [transaction_from_row(r, history.get(r.id, [])) for r in rows[: page.limit]]
+    transactions = [transaction_from_row(r, r.history) for r in rows[: page.limit]]
     cursor = None
     if len(rows) > page.limit:
         last = transactions[-1]

@@ -64,14 +64,10 @@ UNION ALL
 SELECT tenant, NULL, NULL, NULL, 0, 0, 0, 0, NULL, NULL, id, false FROM taken
 """
 
-# States in the order the state machine enters them (none is entered twice).
-STATE_ORDER = "CASE e.status WHEN 'PENDING' THEN 0 WHEN 'REVERSED' THEN 2 ELSE 1 END"
 
-EVENTS = f"""(
-    SELECT coalesce(json_agg(json_build_array(e.status, e.at)
-                             ORDER BY e.at, {STATE_ORDER}), '[]')
-    FROM transaction_events e WHERE e.tenant = t.tenant AND e.transaction_id = t.id
-) AS events"""
+# A transaction's state history: `[[status, at], ...]` in the order entered, kept in its
+# row (migration 0008).
+EVENTS = "t.history AS events"
 
 LOCK_TRANSACTIONS = f"""
 SELECT tenant, {TRANSACTION_COLUMNS}, {EVENTS} FROM transactions t
@@ -106,7 +102,8 @@ ORDER BY a.tenant, a.id
 FOR SHARE
 """
 
-# One statement writes a whole group commit: heads, journal, rows, history, postings.
+# One statement writes a whole group commit: heads, journal, rows (with their history),
+# postings.
 # NOTE: each table's rows arrive as one JSON array of objects: encoding them is one
 # msgspec call, where binding ~45 typed arrays cost asyncpg ~30 us per transfer.
 WRITE_PLAN = """
@@ -130,30 +127,27 @@ WITH heads AS (
 ), inserted AS (
     INSERT INTO transactions (tenant, id, status, mode, lines, data, timestamp,
                               timestamp_given, created_at, expires_at, failure, reverses,
-                              reversal_id, fingerprint)
+                              reversal_id, fingerprint, history)
     SELECT v.tenant, v.id, v.status, v.mode, v.lines, v.data, v.timestamp,
            v.timestamp_given, v.created_at, v.expires_at, v.failure, v.reverses,
-           v.reversal_id, v.fingerprint
+           v.reversal_id, v.fingerprint, v.history
     FROM json_to_recordset(CAST(:inserts AS json))
          AS v(tenant text, id text, status text, mode text, lines jsonb, data jsonb,
               timestamp timestamptz, timestamp_given boolean, created_at timestamptz,
               expires_at timestamptz, failure jsonb, reverses text, reversal_id text,
-              fingerprint text)
+              fingerprint text, history jsonb)
     -- Sorted, like every lock: two batches recording the same new ids never deadlock.
     ORDER BY v.tenant, v.id
     ON CONFLICT (tenant, id) DO NOTHING
     RETURNING 1
 ), states AS (
     UPDATE transactions t
-    SET status = v.status, failure = v.failure, reversal_id = v.reversal_id
+    SET status = v.status, failure = v.failure, reversal_id = v.reversal_id,
+        history = v.history
     FROM json_to_recordset(CAST(:updates AS json))
-         AS v(tenant text, id text, status text, failure jsonb, reversal_id text)
+         AS v(tenant text, id text, status text, failure jsonb, reversal_id text,
+              history jsonb)
     WHERE t.tenant = v.tenant AND t.id = v.id
-), history AS (
-    INSERT INTO transaction_events (tenant, transaction_id, status, at)
-    SELECT v.tenant, v.transaction_id, v.status, v.at
-    FROM json_to_recordset(CAST(:events AS json))
-         AS v(tenant text, transaction_id text, status text, at timestamptz)
 ), listed AS (
     INSERT INTO transaction_accounts (tenant, account, timestamp, transaction_id)
     SELECT v.tenant, v.account, v.timestamp, v.transaction_id

@@ -33,15 +33,11 @@ UPGRADE = [
     proof          uuid NOT NULL,
     PRIMARY KEY (tenant, transaction_id)
 )""",
-    """CREATE FUNCTION twofold_proofs_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    RAISE EXCEPTION 'proofs are append-only';
-END
-$$""",
+    # `twofold_append_only` is migration 0001's.
     "CREATE TRIGGER proofs_append_only BEFORE UPDATE OR DELETE ON proofs"
-    " FOR EACH ROW EXECUTE FUNCTION twofold_proofs_append_only()",
+    " FOR EACH ROW EXECUTE FUNCTION twofold_append_only()",
     "CREATE TRIGGER transaction_proofs_append_only BEFORE UPDATE OR DELETE"
-    " ON transaction_proofs FOR EACH ROW EXECUTE FUNCTION twofold_proofs_append_only()",
+    " ON transaction_proofs FOR EACH ROW EXECUTE FUNCTION twofold_append_only()",
 ]
 
 
@@ -53,6 +49,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute("DROP TABLE transaction_proofs")
     op.execute("DROP TABLE proofs")
-    op.execute("DROP FUNCTION twofold_proofs_append_only()")
     op.execute("ALTER TABLE accounts DROP COLUMN key_history")
     op.execute("ALTER TABLE accounts DROP COLUMN keys")
