@@ -257,3 +257,23 @@ async def test_many_processes_write_one_gap_free_log_in_journal_order(
             in_log[-1]
             == (await api.get(f"/v1/accounts/{account}")).json()["balances"]["USD"]["posted"]
         )
+
+
+async def test_a_large_commit_chained_by_the_writer_reads_like_a_small_one(api, uid):
+    """From 64 events on the writer computes the chain itself (app/models/writer.py):
+    the log reads the same to a client, gap-free and with every hash recomputing."""
+    before = (await head(api))["sequence"]
+    items = [{"id": uid("big"), "type": "CREDIT", "account": uid("to"), "currency": "EUR",
+              "amount": "1"} for _ in range(100)]  # fmt: skip
+    answer = await api.post("/v1/transactions/batch", json={"mode": "immediate",
+                                                            "transactions": items})  # fmt: skip
+    assert answer.status_code == 200
+    # From the event before the batch on: its hash is where the chain continues.
+    events = await events_after(api, max(before - 1, 0))
+    ours = [e for e in events if e["type"] == "transaction.completed"
+            and e["transaction"]["id"] in {i["id"] for i in items}]  # fmt: skip
+    assert len(ours) == 100
+    if before:
+        check_chain(events[1:], events[0]["hash"], before + 1)
+    else:
+        check_chain(events)

@@ -34,6 +34,13 @@ APPEND = (
     " CAST(:instants AS timestamptz[]), CAST(:prefixes AS text[]), CAST(:suffixes AS text[]))"
 )
 
+# The heads of a commit's tenants, locked in tenant order, for a chain computed by the
+# writer (`app/models/writer.py`, large commits).
+LOCK_LOG_HEADS = (
+    "SELECT tenant, sequence, hash FROM log_heads WHERE tenant = ANY($1::text[])"
+    " ORDER BY tenant FOR UPDATE"
+)
+
 ENSURE_HEADS = """
 INSERT INTO log_heads (tenant) SELECT unnest(CAST(:tenants AS text[])) ON CONFLICT DO NOTHING
 """
