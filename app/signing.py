@@ -155,6 +155,12 @@ def _public_key(key: Mapping[str, str]) -> Any:
 
 
 def labels(signature_input: str) -> list[tuple[str, str]]:
-    """(label, keyid) of each signature a Signature-Input names."""
+    """(label, keyid) of each signature a Signature-Input names; the keyid is "" when it
+    is missing or not a string. The parser's errors (not one family) go up."""
     parsed: Any = http_sf.parse(signature_input.encode(), tltype="dictionary")
-    return [(label, str(member[1].get("keyid", ""))) for label, member in parsed.items()]
+    found = []
+    for label, member in parsed.items():
+        params = member[1] if isinstance(member, tuple) and len(member) == 2 else {}
+        keyid = params.get("keyid") if isinstance(params, dict) else None
+        found.append((label, keyid if isinstance(keyid, str) else ""))
+    return found

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-import http_sf
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
@@ -26,7 +25,7 @@ from app.ledger.errors import InvalidRequest, SignatureInvalid
 from app.ledger.keys import UNSIGNED, Authority, Proof, PublicKey, check_keys
 from app.models.keys import current_keys
 from app.models.store import PostgresStore
-from app.signing import ALGORITHMS, LabelVerifier, OneKey
+from app.signing import ALGORITHMS, LabelVerifier, OneKey, labels
 
 RSA_BITS_MIN = 2048
 PROOF_HEADERS = ("content-digest", "signature-input", "signature")
@@ -90,14 +89,12 @@ def is_signed(scope: Mapping[str, Any]) -> bool:
 def key_ids(signature_input: str) -> dict[str, str]:
     """`keyid` by label; SignatureInvalid when the field is malformed or lacks one."""
     try:
-        parsed: Any = http_sf.parse(signature_input.encode(), tltype="dictionary")
+        named = labels(signature_input)
     except Exception as exc:  # the parser's errors are not one family
         raise SignatureInvalid("Signature-Input is not a structured dictionary") from exc
     found: dict[str, str] = {}
-    for label, member in parsed.items():
-        params = member[1] if isinstance(member, tuple) and len(member) == 2 else {}
-        keyid = params.get("keyid") if isinstance(params, dict) else None
-        if not isinstance(keyid, str) or "/" not in keyid:
+    for label, keyid in named:
+        if "/" not in keyid:
             raise SignatureInvalid(f'signature {label}: keyid is "<account id>/<key id>"')
         found[label] = keyid
     if not found:
