@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -25,7 +24,7 @@ from app.ledger.errors import InvalidRequest, SignatureInvalid
 from app.ledger.keys import UNSIGNED, Authority, Proof, PublicKey, check_keys
 from app.models.keys import current_keys
 from app.models.store import PostgresStore
-from app.signing import ALGORITHMS, LabelVerifier, OneKey, labels
+from app.signing import ALGORITHMS, LabelVerifier, Message, OneKey, labels
 
 RSA_BITS_MIN = 2048
 PROOF_HEADERS = ("content-digest", "signature-input", "signature")
@@ -62,15 +61,6 @@ def check_key_material(keys: Sequence[PublicKey]) -> None:
             load_key(key.alg, key.public_key)
         except ValueError as exc:
             raise InvalidRequest.at(f"keys[{i}].public_key", f"key {key.id}: {exc}") from exc
-
-
-@dataclass(frozen=True, slots=True)
-class _Message:
-    """A request as the verifier reads it."""
-
-    method: str
-    url: str
-    headers: dict[str, str]
 
 
 def headers_of(scope: Mapping[str, Any]) -> dict[str, str]:
@@ -112,19 +102,19 @@ async def authority(
     headers = headers_of(scope)
     if "signature" not in headers or "signature-input" not in headers:
         raise SignatureInvalid("a signed request has both Signature-Input and Signature")
-    labels = key_ids(headers["signature-input"])
-    owners = {keyid.rsplit("/", 1)[0] for keyid in labels.values()}
+    by_label = key_ids(headers["signature-input"])
+    owners = {keyid.rsplit("/", 1)[0] for keyid in by_label.values()}
     tenant = scope["state"]["tenant"]
     keys = await current_keys(store, tenant, sorted(owners))
     by_keyid = {f"{account}/{k.id}": k for account, held in keys.items() for k in held}
     raw_path = scope.get("raw_path") or scope["path"].encode()
     query = scope.get("query_string", b"")
     url = f"http://{headers.get('host', 'localhost')}{raw_path.decode('latin-1')}"
-    message = _Message(scope["method"], url + (f"?{query.decode('latin-1')}" if query else ""),
-                       headers)  # fmt: skip
+    message = Message(scope["method"], url + (f"?{query.decode('latin-1')}" if query else ""),
+                      headers)  # fmt: skip
     required = ("@method", "@path", "content-digest") if body else ("@method", "@path")
     signers = set()
-    for label, keyid in labels.items():
+    for label, keyid in by_label.items():
         key = by_keyid.get(keyid)
         if key is None:
             raise SignatureInvalid(f"signature {label}: {keyid} is not a current key")
