@@ -132,13 +132,17 @@ class Authentication:
         ):
             await self.app(scope, receive, send)
             return
-        tenant = self.tenant(_header(scope, b"authorization"))
+        authorization = _header(scope, b"authorization")
+        tenant = self.tenant(authorization)
         if tenant is None:
+            # A Bearer client is challenged as one: a Basic challenge makes a browser (the
+            # console, which sends Bearer) open its own sign-in dialog.
+            scheme = "Bearer" if (authorization or "").lower().startswith("bearer") else "Basic"
             await send_problem(
                 send,
                 "unauthenticated",
                 "a valid API key is required",
-                {"WWW-Authenticate": 'Basic realm="twofold"'},
+                {"WWW-Authenticate": f'{scheme} realm="twofold"'},
             )
             return
         scope.setdefault("state", {})["tenant"] = tenant

@@ -30,6 +30,11 @@ async def test_bad_credentials_are_401(anonymous: httpx.AsyncClient, authorizati
     response = await anonymous.get("/v1/accounts/@world", headers=headers)
     assert response.status_code == 401
     assert response.json()["code"] == "unauthenticated"
+    # A Bearer client (the console) is challenged as one, never with Basic, which would
+    # make a browser open its own sign-in dialog.
+    bearer = (authorization or "").startswith("Bearer")
+    expected = 'Bearer realm="twofold"' if bearer else 'Basic realm="twofold"'
+    assert response.headers["www-authenticate"] == expected
 
 
 async def test_bearer_and_basic_both_work(anonymous: httpx.AsyncClient):
