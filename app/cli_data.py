@@ -20,6 +20,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from app.cli_api import DEFAULT_KEY, DEFAULT_URL, ApiKey, ServiceUrl, api_client
 from app.embedded import database_for_tools, stop_all
 from app.settings import environment
 
@@ -127,12 +128,8 @@ async def _export(
 
 def import_(
     file: Annotated[Path, typer.Argument(help="a `twofold export --format jsonl` file")],
-    url: Annotated[str, typer.Option(envvar="TWOFOLD_URL", help="the service")] = (
-        "http://127.0.0.1:8910"
-    ),
-    api_key: Annotated[
-        str, typer.Option(envvar="TWOFOLD_API_KEY", help="<public key>:<secret> of the tenant")
-    ] = "abc:123",
+    url: ServiceUrl = DEFAULT_URL,
+    api_key: ApiKey = DEFAULT_KEY,
     batch: Annotated[int, typer.Option(help="transactions per batch request")] = 1000,
 ) -> None:
     """Record an export's transactions in a tenant through the batch API.
@@ -144,10 +141,8 @@ def import_(
     recorded is found by id and skipped."""
     if not 1 <= batch <= BATCH_MAX:
         raise typer.BadParameter(f"--batch: 1 to {BATCH_MAX}")
-    user, _, secret = api_key.partition(":")
     counts: Counter[str] = Counter()
-    with file.open("rb") as source, httpx.Client(base_url=url, auth=(user, secret),
-                                                  timeout=300) as client:  # fmt: skip
+    with file.open("rb") as source, api_client(url, api_key, timeout=300) as client:
         offsets, accounts, skipped = _importable(source)
         counts["skipped"] = skipped
         _accounts(client, source, accounts, counts, keys=False)

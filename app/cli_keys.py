@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import typer
 
+from app.cli_api import DEFAULT_KEY, DEFAULT_URL, ApiKey, ServiceUrl, api_client
 from app.signing import check_proof, generate_ed25519, labels, load_private_key, sign
 
 keys = typer.Typer(help="Own accounts with key pairs: generate, sign a request, check a proof.")
@@ -65,19 +65,14 @@ def sign_command(
 @keys.command("check-proof")
 def check_proof_command(
     transaction: Annotated[str, typer.Argument(help="the transaction whose proof to check")],
-    url: Annotated[str, typer.Option(envvar="TWOFOLD_URL", help="the service")] = (
-        "http://127.0.0.1:8910"
-    ),
-    api_key: Annotated[
-        str, typer.Option(envvar="TWOFOLD_API_KEY", help="<public key>:<secret>")
-    ] = "abc:123",
+    url: ServiceUrl = DEFAULT_URL,
+    api_key: ApiKey = DEFAULT_KEY,
 ) -> None:
     """Check a signed transaction's proof against its signers' keys.
 
     Fetches the proof and the keys (current and retired) of the accounts that signed it,
     and verify each signature; exit 1 when one does not verify."""
-    user, _, secret = api_key.partition(":")
-    with httpx.Client(base_url=url, auth=(user, secret), timeout=30) as client:
+    with api_client(url, api_key, timeout=30) as client:
         answer = client.get(f"/v1/transactions/{transaction}/proof")
         if answer.status_code != 200:
             typer.echo(f"no proof: {answer.status_code} {answer.text}", err=True)

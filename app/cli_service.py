@@ -10,6 +10,8 @@ from typing import Annotated
 import httpx
 import typer
 
+from app.cli_api import DEFAULT_KEY, DEFAULT_URL, ApiKey, ServiceUrl, api_client
+
 tenants = typer.Typer(help="Tenants: each its own API key and its own ledger.")
 events = typer.Typer(help="The tenant's log.")
 
@@ -37,21 +39,14 @@ def tail(
     after: Annotated[int | None, typer.Option(help="start after this sequence (default: now)")] = (
         None
     ),
-    url: Annotated[str, typer.Option(envvar="TWOFOLD_URL", help="the service")] = (
-        "http://127.0.0.1:8910"
-    ),
-    api_key: Annotated[
-        str, typer.Option(envvar="TWOFOLD_API_KEY", help="<public key>:<secret>")
-    ] = "abc:123",
+    url: ServiceUrl = DEFAULT_URL,
+    api_key: ApiKey = DEFAULT_KEY,
 ) -> None:
     """Follow the log as it grows, one line per event.
 
     Each line: its sequence, type, what it is about and when. Ctrl-C stops."""
-    user, _, secret = api_key.partition(":")
     # The stream sends a keep-alive comment every 10 s: a minute without one is a lost link.
-    with httpx.Client(
-        base_url=url, auth=(user, secret), timeout=httpx.Timeout(30, read=60)
-    ) as client:
+    with api_client(url, api_key, timeout=httpx.Timeout(30, read=60)) as client:
         if after is None:
             after = int(client.get("/v1/events/head").raise_for_status().json()["sequence"])
         try:
