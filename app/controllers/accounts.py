@@ -191,7 +191,7 @@ class AccountController(Controller):
         tenant = tenant_of(request)
         if suffix == "keys":
             raw = await request.body()
-            signed = await authority(store, request.scope, raw, store.settings.signature_max_age_s)
+            signed = await authority(store, request.scope, raw)
             keys = [k.key() for k in decode_body(raw, KeysIn).keys]
             check_key_material(keys)
             return account_out(await ledger.replace_keys(tenant, account_id, keys, signed))

@@ -92,11 +92,10 @@ def key_ids(signature_input: str) -> dict[str, str]:
     return found
 
 
-async def authority(
-    store: PostgresStore, scope: Mapping[str, Any], body: bytes, max_age_s: int
-) -> Authority:
-    """What the request's signatures prove; `UNSIGNED` without signature headers.
-    Every signature there must verify, else SignatureInvalid."""
+async def authority(store: PostgresStore, scope: Mapping[str, Any], body: bytes) -> Authority:
+    """What the request's signatures prove, checked on the exact `body` received;
+    `UNSIGNED` without signature headers. Every signature there must verify, else
+    SignatureInvalid."""
     if not is_signed(scope):
         return UNSIGNED
     headers = headers_of(scope)
@@ -122,7 +121,7 @@ async def authority(
             signature_algorithm=ALGORITHMS[key.alg],
             key_resolver=OneKey(load_key(key.alg, key.public_key)),
         )
-        verifier.max_clock_skew = timedelta(seconds=max_age_s)
+        verifier.max_clock_skew = timedelta(seconds=store.settings.signature_max_age_s)
         try:
             verifier.verify_label(message, label, max_age=timedelta(0),
                                   require_components=required, body=body)  # fmt: skip

@@ -81,13 +81,6 @@ async def read_transaction(ledger: Ledger, scope: Mapping[str, Any]) -> Transact
     return transaction_out(await ledger.transaction(scope["state"]["tenant"], transaction_id))
 
 
-async def signed_body(
-    store: PostgresStore, scope: Mapping[str, Any], body: bytes
-) -> tuple[bytes, Authority]:
-    """The body as received, and what its signatures prove (checked on those bytes)."""
-    return body, await authority(store, scope, body, store.settings.signature_max_age_s)
-
-
 async def execute_transaction(ledger: Ledger, tenant: str, transaction_id: str) -> TransactionOut:
     transaction = await ledger.execute(tenant, transaction_id)
     count_transactions(transaction.status.value)
@@ -101,7 +94,8 @@ def _fast_create(mode: Mode) -> Answer:
     async def answer(
         ledger: Ledger, store: PostgresStore, scope: Scope, receive: Receive
     ) -> tuple[TransactionOut, int]:
-        body, signed = await signed_body(store, scope, await read_body(receive))
+        body = await read_body(receive)
+        signed = await authority(store, scope, body)
         data = decode_body(body, TransactionIn)
         return await record_transaction(ledger, scope["state"]["tenant"], data, mode, signed)
 
@@ -150,7 +144,8 @@ class TransactionController(Controller):
     async def _create(
         self, request: Request[Any, Any, State], ledger: Ledger, store: PostgresStore, mode: Mode
     ) -> Response[TransactionOut]:
-        body, signed = await signed_body(store, request.scope, await request.body())
+        body = await request.body()
+        signed = await authority(store, request.scope, body)
         data = decode_body(body, TransactionIn)
         answer, status = await record_transaction(ledger, tenant_of(request), data, mode, signed)
         return Response(answer, status_code=status)
@@ -175,7 +170,8 @@ class TransactionController(Controller):
     ) -> BatchOut:
         """Up to 8,190 transactions in one group commit; `atomic`: all or nothing. A
         signed batch is one body: refused whole when it misses an owner's signature."""
-        body, signed = await signed_body(store, request.scope, await request.body())
+        body = await request.body()
+        signed = await authority(store, request.scope, body)
         data = decode_body(body, BatchIn)
         if not data.transactions or len(data.transactions) > BATCH_TRANSACTIONS_MAX:
             raise InvalidRequest(f"transactions: 1 to {BATCH_TRANSACTIONS_MAX} items")
@@ -245,7 +241,7 @@ class TransactionController(Controller):
         transaction_id, suffix = split_rest(request.scope, PREFIX, ())
         if suffix:
             raise NotFound("no such resource")
-        _, signed = await signed_body(store, request.scope, await request.body())
+        signed = await authority(store, request.scope, await request.body())
         transaction = await ledger.cancel(tenant_of(request), transaction_id, signed)
         count_transactions(transaction.status.value)
         return transaction_out(transaction)

@@ -83,8 +83,8 @@ def replace_keys(
     now: datetime,
 ) -> tuple[tuple[PublicKey, ...], tuple[RetiredKey, ...]]:
     """The account's keys and history after `new` replaces `current` at `now`: a key
-    kept as it was stays current, a key left out retires, and no id is ever reused."""
-    check_keys(new)
+    kept as it was stays current, a key left out retires, and no id is ever reused.
+    `new` passed `check_keys` already (before the account was locked)."""
     kept = {k.id: k for k in current}
     retired_ids = {k.id for k in history}
     for i, key in enumerate(new):
