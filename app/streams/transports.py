@@ -132,10 +132,8 @@ class NatsTransport(OneByOne):
             raise DeliveryError(f"{type(exc).__name__}: {exc}") from exc
 
     async def close(self) -> None:
-        if self.connection is not None:
-            with contextlib.suppress(Exception):
-                await self.connection.close()
-            self.connection = None
+        await _give_up(self.connection)
+        self.connection = None
 
 
 class AmqpTransport(OneByOne):
@@ -168,10 +166,15 @@ class AmqpTransport(OneByOne):
             raise DeliveryError(f"{type(exc).__name__}: {exc}") from exc
 
     async def close(self) -> None:
-        if self.connection is not None:
-            with contextlib.suppress(Exception):
-                await self.connection.close()
+        await _give_up(self.connection)
         self.connection = self.exchange = None
+
+
+async def _give_up(connection: Any) -> None:
+    """Close a broker connection being given up, whatever state it is in."""
+    if connection is not None:
+        with contextlib.suppress(Exception):
+            await connection.close()
 
 
 def transport(kind: str, url: str, secret: str | None) -> Transport:
