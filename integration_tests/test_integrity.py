@@ -222,16 +222,7 @@ async def test_a_rewritten_history_is_caught_by_a_head_kept_from_before(
         event["hash"] = previous = hashlib.sha256(
             previous.encode() + rfc8785.dumps(event)
         ).hexdigest()
-    statements = []
-    for event in rewritten:
-        body = rfc8785.dumps({k: v for k, v in event.items() if k != "hash"}).decode()
-        quoted = body.replace("'", "''")
-        statements.append(
-            f"UPDATE events SET body = '{quoted}', hash = '{event['hash']}'"
-            f" WHERE tenant = 'test' AND sequence = {event['sequence']}"
-        )
-    statements.append(f"UPDATE log_heads SET hash = '{previous}' WHERE tenant = 'test'")
-    await tamper(ledger_url, *statements)
+    await tamper(ledger_url, *stored_as(rewritten, previous))
     try:
         assert (await verify(ledger))["ok"] is True  # nothing inside contradicts itself
         after = await events_after(ledger, 0)
@@ -239,16 +230,7 @@ async def test_a_rewritten_history_is_caught_by_a_head_kept_from_before(
         at_kept = after[kept["sequence"] - 1]
         assert at_kept["hash"] != kept["hash"]  # what the kept head reveals
     finally:
-        restore = []
-        for event in before:
-            body = rfc8785.dumps({k: v for k, v in event.items() if k != "hash"}).decode()
-            quoted = body.replace("'", "''")
-            restore.append(
-                f"UPDATE events SET body = '{quoted}', hash = '{event['hash']}'"
-                f" WHERE tenant = 'test' AND sequence = {event['sequence']}"
-            )
-        restore.append(f"UPDATE log_heads SET hash = '{kept['hash']}' WHERE tenant = 'test'")
-        await tamper(ledger_url, *restore)
+        await tamper(ledger_url, *stored_as(before, kept["hash"]))
     assert (await head(ledger))["hash"] == kept["hash"]
     assert (await verify(ledger))["ok"] is True
 

@@ -74,7 +74,12 @@ async def test_journal_is_append_only_in_the_database(
     backends: Backends, api: httpx.AsyncClient, uid, fund, statement: str
 ):
     await fund(uid("guarded"), "1")
-    connection = await asyncpg.connect(backends.database_url)
+    await refused_as_append_only(backends.database_url, statement)
+
+
+async def refused_as_append_only(database_url: str, statement: str) -> None:
+    """`statement`, sent straight to PostgreSQL, is refused by an append-only trigger."""
+    connection = await asyncpg.connect(database_url)
     try:
         with pytest.raises(asyncpg.RaiseError, match="append-only"):
             await connection.execute(statement)

@@ -20,7 +20,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
@@ -29,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 from app.signing import check_proof, sign
 from integration_tests.server import ROOT, Backends, Service
 from integration_tests.test_events import events_after, head
+from integration_tests.test_journal import refused_as_append_only
 
 TX = "/v1/transactions"
 
@@ -74,6 +74,17 @@ async def signed(
 async def owned(api: httpx.AsyncClient, account: str, keys: list[dict[str, str]]) -> None:
     response = await api.post("/v1/accounts", json={"id": account, "keys": keys})
     assert response.status_code == 201, response.text
+
+
+async def owner(
+    api: httpx.AsyncClient, fund: Any, account: str, amount: str
+) -> tuple[ed25519.Ed25519PrivateKey, str]:
+    """`account` owned by one new Ed25519 key, `k1`, and credited `amount` USD (a
+    credit needs no signature): the key pair."""
+    private, public = ed25519_pair()
+    await owned(api, account, [{"id": "k1", "alg": "ed25519", "public_key": public}])
+    await fund(account, amount)
+    return private, public
 
 
 def transfer(tx_id: str, source: str, target: str, amount: str = "10") -> dict[str, Any]:
@@ -182,9 +193,7 @@ async def test_an_unsigned_debit_is_refused_and_records_nothing(
     api: httpx.AsyncClient, uid: Any, fund: Any, balance: Any
 ) -> None:
     alice, newcomer, tx = uid("alice"), uid("newcomer"), uid("tx")
-    _, public = ed25519_pair()
-    await owned(api, alice, [{"id": "k1", "alg": "ed25519", "public_key": public}])
-    await fund(alice, "100")  # a credit needs no signature
+    await owner(api, fund, alice, "100")  # a credit needs no signature
     before = await head(api)
     for path in (TX, f"{TX}/immediate"):
         response = await api.post(path, json=transfer(tx, alice, newcomer))
@@ -284,9 +293,7 @@ async def test_each_wrong_signature_is_signature_invalid(
     api: httpx.AsyncClient, uid: Any, fund: Any, balance: Any, how: str
 ) -> None:
     alice, bob, tx = uid("alice"), uid("bob"), uid("tx")
-    private, public = ed25519_pair()
-    await owned(api, alice, [{"id": "k1", "alg": "ed25519", "public_key": public}])
-    await fund(alice, "100")
+    private, _ = await owner(api, fund, alice, "100")
     response = await signed(api, "POST", f"{TX}/immediate", transfer(tx, alice, bob),
                             [(f"{alice}/k1", private)], tamper=TAMPERINGS[how])  # fmt: skip
     assert response.status_code == 403, response.text
@@ -352,9 +359,7 @@ async def test_a_signed_request_must_name_its_ids(
     api: httpx.AsyncClient, uid: Any, fund: Any
 ) -> None:
     alice = uid("alice")
-    private, public = ed25519_pair()
-    await owned(api, alice, [{"id": "k1", "alg": "ed25519", "public_key": public}])
-    await fund(alice, "10")
+    private, _ = await owner(api, fund, alice, "10")
     no_id = transfer("x", alice, uid("bob"))
     del no_id["id"]
     response = await signed(api, "POST", f"{TX}/immediate", no_id, [(f"{alice}/k1", private)])
@@ -370,9 +375,7 @@ async def test_a_replay_is_the_same_transaction_and_another_id_breaks_the_digest
     api: httpx.AsyncClient, uid: Any, fund: Any, balance: Any
 ) -> None:
     alice, bob, tx = uid("alice"), uid("bob"), uid("tx")
-    private, public = ed25519_pair()
-    await owned(api, alice, [{"id": "k1", "alg": "ed25519", "public_key": public}])
-    await fund(alice, "100")
+    private, _ = await owner(api, fund, alice, "100")
     body = body_of(transfer(tx, alice, bob))
     headers = {**sign("POST", f"{TX}/immediate", body, [(f"{alice}/k1", private)]),
                "content-type": "application/json"}  # fmt: skip
@@ -626,9 +629,7 @@ async def test_malformed_signature_headers_are_signature_invalid_never_a_500(
     api: httpx.AsyncClient, uid: Any, fund: Any, headers: dict[str, str]
 ) -> None:
     alice, tx = uid("alice"), uid("tx")
-    _, public = ed25519_pair()
-    await owned(api, alice, [{"id": "k1", "alg": "ed25519", "public_key": public}])
-    await fund(alice, "10")
+    await owner(api, fund, alice, "10")
     headers = {k: v.replace("a/k", f"{alice}/k1") for k, v in headers.items()}
     for path in (f"{TX}/immediate", f"{TX}/batch"):
         value: Any = transfer(tx, alice, uid("bob"))
@@ -647,15 +648,8 @@ async def test_proofs_are_append_only_in_the_database(
     api: httpx.AsyncClient, uid: Any, fund: Any, backends: Backends, statement: str
 ) -> None:
     alice = uid("alice")
-    private, public = ed25519_pair()
-    await owned(api, alice, [{"id": "k1", "alg": "ed25519", "public_key": public}])
-    await fund(alice, "1")
+    private, _ = await owner(api, fund, alice, "1")
     made = await signed(api, "POST", f"{TX}/immediate", transfer(uid("tx"), alice, uid("b"), "1"),
                         [(f"{alice}/k1", private)])  # fmt: skip
     assert made.status_code == 201
-    connection = await asyncpg.connect(backends.database_url)
-    try:
-        with pytest.raises(asyncpg.RaiseError, match="append-only"):
-            await connection.execute(statement)
-    finally:
-        await connection.close()
+    await refused_as_append_only(backends.database_url, statement)
