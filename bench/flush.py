@@ -31,7 +31,11 @@ from integration_tests.server import Backends  # noqa: E402
 
 ACCOUNTS = 10_000
 TENANT = "test"
-SIZES = ((16, 300), (64, 100), (256, 30))  # transfers per batch, batches
+# Transfers per batch and batches; FLUSH_SIZES="1000:20,256:30" to choose.
+SIZES = tuple(
+    tuple(int(n) for n in size.split(":"))
+    for size in os.environ.get("FLUSH_SIZES", "16:300,64:100,256:30").split(",")
+)
 
 
 def transfer(lines: list[dict[str, str]]) -> Group:

@@ -15,6 +15,7 @@ REQUESTS_DATABASE_URL / REQUESTS_REDIS_URL are set.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import sys
 import time
@@ -43,6 +44,8 @@ ACCOUNTS = 10_000
 REQUESTS = 60_000
 WARM_UP = 3_200
 AUTH = b"Basic YWJjOjEyMw=="  # the development key in .env
+# REQUESTS_BATCH=1000: post batches of that many transfers instead (CPU per transfer).
+BATCH = int(os.environ.get("REQUESTS_BATCH", "0"))
 
 
 async def apply_only(_: store.PostgresStore, groups: Sequence[Group]) -> list[list[Result]]:
@@ -79,15 +82,24 @@ async def post(app: Any, path: str, body: bytes) -> int:
     return int(answer[0]["status"])
 
 
+def transfer() -> str:
+    a, b = random.sample(range(ACCOUNTS), 2)
+    return (
+        f'{{"lines":[{{"account":"a{a}","currency":"USD","amount":"-1"}},'
+        f'{{"account":"a{b}","currency":"USD","amount":"1"}}]}}'
+    )
+
+
 async def caller(app: Any, count: int) -> None:
     for _ in range(count):
-        a, b = random.sample(range(ACCOUNTS), 2)
-        body = (
-            f'{{"lines":[{{"account":"a{a}","currency":"USD","amount":"-1"}},'
-            f'{{"account":"a{b}","currency":"USD","amount":"1"}}]}}'
-        ).encode()
-        status = await post(app, "/v1/transactions/immediate", body)
-        assert status == 201, status
+        if BATCH:
+            items = ",".join(transfer() for _ in range(BATCH))
+            body = f'{{"mode":"immediate","transactions":[{items}]}}'.encode()
+            status = await post(app, "/v1/transactions/batch", body)
+            assert status == 200, status
+        else:
+            status = await post(app, "/v1/transactions/immediate", transfer().encode())
+            assert status == 201, status
 
 
 async def main(backends: Backends) -> None:
@@ -101,13 +113,16 @@ async def main(backends: Backends) -> None:
     await inbox.put({"type": "lifespan.startup"})
     assert (await outbox.get())["type"] == "lifespan.startup.complete"
     try:
-        await asyncio.gather(*(caller(app, WARM_UP // CALLERS) for _ in range(CALLERS)))
+        per = max(BATCH, 1)
+        callers = min(CALLERS, REQUESTS // per // 4)
+        await asyncio.gather(*(caller(app, WARM_UP // per // callers or 1) for _ in range(callers)))
         cpu, wall = time.process_time(), time.perf_counter()
-        await asyncio.gather(*(caller(app, REQUESTS // CALLERS) for _ in range(CALLERS)))
+        await asyncio.gather(*(caller(app, REQUESTS // per // callers) for _ in range(callers)))
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        what = f"batches of {BATCH}" if BATCH else "transfer requests"
         print(
-            f"{REQUESTS} transfer requests from {CALLERS} callers:"
-            f" {cpu / REQUESTS * 1e6:.0f} us of CPU each, {REQUESTS / wall:.0f}/s"
+            f"{REQUESTS} transfers in {what} from {callers} callers:"
+            f" {cpu / REQUESTS * 1e6:.0f} us of CPU a transfer, {REQUESTS / wall:.0f}/s"
         )
     finally:
         await inbox.put({"type": "lifespan.shutdown"})

@@ -79,6 +79,11 @@ def test_largest_amount_with_38_digits_is_exact() -> None:
         (Decimal("-0"), "0"),
         (Decimal("-2.50"), "-2.5"),
         (Decimal("1e-18"), "0.000000000000000001"),
+        (Decimal("-1e-7"), "-0.0000001"),
+        (Decimal("2.5E+3"), "2500"),
+        (Decimal("10.10"), "10.1"),
+        (Decimal("-5.000"), "-5"),
+        (Decimal("1000"), "1000"),
     ],
 )
 def test_format_amount_plain_without_exponent(amount: Decimal, text: str) -> None:

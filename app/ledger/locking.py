@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
+from decimal import Decimal
 from typing import Any
 
 from app.ledger.batch import Group, HeadKey, Job, JobKind, Plan, Transaction, TxnKey
 from app.ledger.documents import Draft, Mode, Status, reversal_id
-from app.ledger.rules import Effect, Head, Rule, apply_lines, timestamp_failure
+from app.ledger.money import AMOUNT_LIMIT, EXACT
+from app.ledger.rules import ZERO, Effect, Head, Rule, apply_lines, timestamp_failure
 
 AccountKey = tuple[str, str]  # (tenant, account id)
 
@@ -89,6 +91,8 @@ def precheck(
     document touching a head missing from `heads`, or needing room in a head that a job
     before it in the batch changes (an earlier credit may be what it spends), is left
     to the check under lock, which applies the jobs in order."""
+    if _all_fit(groups, rows, heads):
+        return list(groups)
     checked = []
     changed: set[HeadKey] = set()
     for group in groups:
@@ -109,6 +113,48 @@ def precheck(
             jobs.append(job)
         checked.append(replace(group, jobs=tuple(jobs)))
     return checked
+
+
+def _all_fit(
+    groups: Sequence[Group], rows: Mapping[TxnKey, Transaction], heads: Mapping[HeadKey, Head]
+) -> bool:
+    """Whether every new document fits the committed heads even if all of the batch's
+    amounts were applied to them at once, every debit before any credit: then none can
+    fail alone, and checking them one by one (a second apply of every line; a fifth of a
+    large group commit's Python time) is skipped."""
+    moved: dict[HeadKey, list[Decimal]] = {}  # [out, in] of each head
+    for group in groups:
+        for job in group.jobs:
+            if not _is_new(job, rows) or job.failure is not None:
+                continue
+            assert job.draft is not None
+            at = job.draft.timestamp
+            for line in job.draft.lines:
+                key = (job.tenant, line.account, line.currency)
+                head = heads.get(key) if at is not None else None
+                if at is not None and head is not None and head.last_ts is not None \
+                        and at < head.last_ts:  # fmt: skip
+                    return False
+                if (sums := moved.get(key)) is None:
+                    sums = moved[key] = [ZERO, ZERO]
+                if line.amount < 0:
+                    sums[0] = EXACT.subtract(sums[0], line.amount)
+                else:
+                    sums[1] = EXACT.add(sums[1], line.amount)
+    for key, (debit, credit) in moved.items():
+        head = heads.get(key)
+        if head is None:
+            continue  # left to the check under lock, as one by one
+        largest = max(abs(head.posted), abs(head.pending_in), abs(head.pending_out))
+        if EXACT.add(largest, EXACT.add(debit, credit)) >= AMOUNT_LIMIT:
+            return False
+        if head.rule is Rule.NON_NEGATIVE:
+            if debit and head.available < debit:
+                return False
+        elif head.rule is Rule.NON_POSITIVE and credit and \
+                EXACT.add(head.posted, EXACT.add(head.pending_in, credit)) > 0:  # fmt: skip
+            return False
+    return True
 
 
 def _room(job: Job, heads: Mapping[HeadKey, Head]) -> set[HeadKey]:

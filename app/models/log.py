@@ -70,6 +70,9 @@ def _with_data(view: dict[str, Any]) -> str:
     """A view's canonical text, its `data` as given (the first `"data"` key: the keys
     sort before it are a date and the rule, which hold no such text)."""
     data = view["data"]
+    if not data:  # `{}` in both encoders; most transactions carry no data
+        view["data"] = {}
+        return _sorted(view).decode()
     view["data"] = None
     return _sorted(view).decode().replace('"data":null', f'"data":{_data(data)}', 1)
 

@@ -68,16 +68,9 @@ RULES = {rule.value: rule for rule in Rule}
 
 
 def head_from_row(row: Any) -> Head:
-    return Head(
-        account=row["account"],
-        currency=row["currency"],
-        rule=RULES[row["balance_rule"]],
-        posted=row["posted"],
-        pending_in=row["pending_in"],
-        pending_out=row["pending_out"],
-        version=row["version"],
-        last_ts=row["last_ts"],
-    )
+    # Positional: keywords cost a third more, on thousands of rows a large group commit.
+    return Head(row["account"], row["currency"], RULES[row["balance_rule"]], row["posted"],
+                row["pending_in"], row["pending_out"], row["version"], row["last_ts"])  # fmt: skip
 
 
 def account_from_row(row: Any, heads: Sequence[Head]) -> Account:
