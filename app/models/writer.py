@@ -117,9 +117,10 @@ async def write_and_commit(
     unused: Sequence[AccountKey],
     changes: Sequence[Change],
 ) -> None:
-    """Write a plan and commit, in one round trip: a simple query of three statements,
-    the prepared write with its JSON texts as dollar-quoted literals, the log's append
-    (the only statement that waits for the tenant's log head), then COMMIT.
+    """Write a plan and commit. A small commit takes one round trip: a simple query of
+    three statements, the prepared write with its JSON texts as dollar-quoted literals,
+    the log's append (the only statement that waits for the tenant's log head), then
+    COMMIT. A large one binds its rows as parameters (`LARGE_MIN`).
 
     NOTE: the write and the COMMIT are the last two round trips under the balance
     locks; sending them apart, a hot row stayed locked while the event loop came back to
@@ -134,14 +135,15 @@ async def write_and_commit(
     }
     values = [params[name] for name in _WRITE_PARAMS]
     log = append_params(changes)
+    if len(changes) >= LARGE_MIN:
+        await connection.raw.execute(_WRITE_SQL, *values)
+        await _append_chained_here(connection, log)
+        await connection.raw.execute("COMMIT")
+        return
     texts = [*(v for v in values if isinstance(v, str)), *log["prefixes"], *log["suffixes"],
              *log["tenants"]]  # fmt: skip
     tag = _dollar_tag(texts)
     literals = ", ".join(f"{tag}{v}{tag}" if isinstance(v, str) else str(int(v)) for v in values)
-    if len(changes) >= CHAIN_HERE_MIN:
-        await connection.raw.execute(f"EXECUTE {WRITE_STATEMENT}({literals})")
-        await _append_chained_here(connection, log, tag)
-        return
     append = ""
     if changes:
         log["instants"] = [format_instant(at) for at in log["instants"]]
@@ -153,16 +155,30 @@ async def write_and_commit(
     await connection.raw.execute(f"EXECUTE {WRITE_STATEMENT}({literals}); {append}COMMIT")
 
 
-# From this many events on, the chain is computed here rather than by `twofold_append`:
-# its PL/pgSQL loop costs PostgreSQL ~13 us an event, Python's sha256 ~2, and the round
-# trip this costs (the heads are read under their lock first) is small beside a commit
-# that large. Small commits, the common case, keep their single round trip.
-CHAIN_HERE_MIN = 64
+# From this many events on, a commit is large: its rows go as bound parameters, two
+# round trips more than the one simple query of literals that small commits make, and
+# the chain is computed here rather than by `twofold_append`. Both to spare PostgreSQL
+# work that grows with the commit: lexing a megabyte of literals was ~6 % of its CPU at
+# 1,000 transfers a commit (perf), and the PL/pgSQL loop costs it ~13 us an event where
+# Python's sha256 costs ~2.
+LARGE_MIN = 64
+
+WRITE_EVENTS = """
+INSERT INTO events (tenant, sequence, type, at, body, hash)
+SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::timestamptz[], $5::text[],
+                     $6::text[])
+"""
+MOVE_LOG_HEADS = """
+UPDATE log_heads h SET sequence = v.sequence, hash = v.hash, at = v.at
+FROM unnest($1::text[], $2::bigint[], $3::text[], $4::timestamptz[])
+     AS v(tenant, sequence, hash, at)
+WHERE h.tenant = v.tenant
+"""
 
 
-async def _append_chained_here(connection: Connection, log: dict[str, list[Any]], tag: str) -> None:
+async def _append_chained_here(connection: Connection, log: dict[str, list[Any]]) -> None:
     """Lock the heads of the commit's tenants (sorted), number and chain its events in
-    order after them, write the events, move the heads, and commit."""
+    order after them, write the events and move the heads."""
     tenants = sorted(set(log["tenants"]))
     heads = {r["tenant"]: (r["sequence"], r["hash"])
              for r in await connection.raw.fetch(LOCK_LOG_HEADS, tenants)}  # fmt: skip
@@ -176,24 +192,13 @@ async def _append_chained_here(connection: Connection, log: dict[str, list[Any]]
         bodies.append(body)
         hashes.append(heads[tenant][1])
         last_at[tenant] = at
-
-    def array(items: Sequence[Any], kind: str) -> str:
-        return f"ARRAY[{', '.join(f'{tag}{v}{tag}' for v in items)}]::{kind}[]"
-
-    instants = [format_instant(at) for at in log["instants"]]
-    moved = [format_instant(last_at[t]) for t in tenants]
-    # Every text is dollar-quoted with a tag that none of them contains (`_dollar_tag`;
-    # a body is a prefix, a hash, a number and a suffix, none of which holds a `$`).
     await connection.raw.execute(
-        "INSERT INTO events (tenant, sequence, type, at, body, hash) SELECT * FROM unnest("  # noqa: S608
-        f"{array(log['tenants'], 'text')}, {array(sequences, 'bigint')},"
-        f" {array(log['kinds'], 'text')}, {array(instants, 'timestamptz')},"
-        f" {array(bodies, 'text')}, {array(hashes, 'text')}); "
-        "UPDATE log_heads h SET sequence = v.sequence, hash = v.hash, at = v.at FROM unnest("
-        f"{array(tenants, 'text')}, {array([heads[t][0] for t in tenants], 'bigint')},"
-        f" {array([heads[t][1] for t in tenants], 'text')}, {array(moved, 'timestamptz')})"
-        " AS v(tenant, sequence, hash, at) WHERE h.tenant = v.tenant; COMMIT"
+        WRITE_EVENTS, log["tenants"], sequences, log["kinds"], log["instants"], bodies, hashes
     )
+    await connection.raw.execute(
+        MOVE_LOG_HEADS, tenants, [heads[t][0] for t in tenants], [heads[t][1] for t in tenants],
+        [last_at[t] for t in tenants],
+    )  # fmt: skip
 
 
 async def write_proofs(connection: Connection, proofs: Sequence[tuple[TxnKey, Proof]]) -> None:
