@@ -177,7 +177,10 @@ class Audit:
             self.problem("event_mismatch", f"{name} {subject_id}", "logged but not stored")
         self.last_state.clear()
 
-    # 3. The journal, by account, currency and seq; each balance row after its entries.
+    # 3. The journal, by account, currency and (timestamp, seq), its key: for an honest
+    #    journal the order of seq, as timestamps never run back within a head; an
+    #    entry whose instant was moved comes out of turn. Each balance row after its
+    #    entries.
 
     def entry(self, row: EntryRow) -> None:
         self.checked["entries"] += 1

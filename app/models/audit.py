@@ -20,7 +20,7 @@ TRANSACTIONS = f"SELECT {TRANSACTION_COLUMNS} FROM transactions WHERE tenant = $
 ENTRIES = """
 SELECT account, currency, seq, transaction_id, kind, amount, posted, pending_in,
        pending_out, timestamp
-FROM entries WHERE tenant = $1 ORDER BY account, currency, seq
+FROM entries WHERE tenant = $1 ORDER BY account, currency, timestamp, seq
 """
 BALANCES = """
 SELECT account, currency, posted, pending_in, pending_out FROM balances WHERE tenant = $1

@@ -25,7 +25,7 @@ WHERE tenant = $1 AND {_WINDOW} ORDER BY timestamp, created_at, id
 ENTRIES = f"""
 SELECT account, currency, seq, transaction_id, kind, amount, posted, pending_in,
        pending_out, timestamp
-FROM entries WHERE tenant = $1 AND {_WINDOW} ORDER BY account, currency, seq
+FROM entries WHERE tenant = $1 AND {_WINDOW} ORDER BY account, currency, timestamp, seq
 """  # noqa: S608
 ACCOUNTS = f"SELECT {ACCOUNT_COLUMNS} FROM accounts a WHERE tenant = $1 ORDER BY id"  # noqa: S608
 PREFETCH = 1000
