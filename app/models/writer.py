@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import uuid
 from collections.abc import Sequence
@@ -134,12 +135,10 @@ async def write_and_commit(
         "expected": len(plan.inserts),
     }
     values = [params[name] for name in _WRITE_PARAMS]
-    log = append_params(changes)
     if len(changes) >= LARGE_MIN:
-        await connection.raw.execute(_WRITE_SQL, *values)
-        await _append_chained_here(connection, log)
-        await connection.raw.execute("COMMIT")
+        await _write_large(connection, values, changes)
         return
+    log = append_params(changes)
     texts = [*(v for v in values if isinstance(v, str)), *log["prefixes"], *log["suffixes"],
              *log["tenants"]]  # fmt: skip
     tag = _dollar_tag(texts)
@@ -162,6 +161,23 @@ async def write_and_commit(
 # 1,000 transfers a commit (perf), and the PL/pgSQL loop costs it ~13 us an event where
 # Python's sha256 costs ~2.
 LARGE_MIN = 64
+
+
+async def _write_large(
+    connection: Connection, values: list[Any], changes: Sequence[Change]
+) -> None:
+    """The write, the log and the commit of a large plan. Its events are rendered while
+    PostgreSQL runs the write: both are under the balance locks, which bound how many
+    large commits that share accounts follow each other a second."""
+    write = asyncio.ensure_future(connection.raw.execute(_WRITE_SQL, *values))
+    try:
+        await asyncio.sleep(0)  # the write goes out before the rendering starts
+        log = append_params(changes)
+    finally:
+        await write
+    await _append_chained_here(connection, log)
+    await connection.raw.execute("COMMIT")
+
 
 WRITE_EVENTS = """
 INSERT INTO events (tenant, sequence, type, at, body, hash)
