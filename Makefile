@@ -50,6 +50,9 @@ bench-flush: install ## The group commit alone, no HTTP: CPU per transfer of Pyt
 bench-requests: install ## The request path alone, no HTTP server and no database work: CPU per request
 	$(BIN)/python bench/requests.py
 
+bench-import: install ## `twofold import` of 100,000 transfers: rate, CPU and the command's peak memory
+	$(BIN)/python bench/importing.py
+
 bench-search: install ## Search latency at 10k, 100k and 1M transactions (BENCH_DATABASE_URL to point elsewhere)
 	$(BIN)/python bench/search.py
 
@@ -65,4 +68,4 @@ format: install ## Format and fix what ruff can
 clean: ## Remove .venv and the embedded servers' data
 	rm -rf $(VENV) .data
 
-.PHONY: help install run migrate test test-faults test-unit test-integration bench bench-quick bench-flush bench-requests bench-search lint format clean
+.PHONY: help install run migrate test test-faults test-unit test-integration bench bench-quick bench-flush bench-requests bench-import bench-search lint format clean
