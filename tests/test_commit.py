@@ -8,7 +8,16 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from app.ledger.batch import Group, HeadKey, Job, JobKind, Plan, Transaction, TxnKey
+from app.ledger.batch import (
+    Group,
+    HeadKey,
+    Job,
+    JobKind,
+    Plan,
+    Transaction,
+    TxnKey,
+    apply_groups,
+)
 from app.ledger.commit import AccountKey, Recorded, group_commit
 from app.ledger.documents import Draft, Line, Mode, Status
 from app.ledger.keys import Authority
@@ -32,6 +41,7 @@ class FakePort:
         self.owners = owners or {}
         self.calls: list[str] = []
         self.written: tuple[Plan, Sequence[AccountKey], Sequence[Change]] | None = None
+        self.ahead: list[Plan] = []  # what write_rows was given, in order
 
     async def record_and_read(
         self, claimed: Sequence[tuple[str, str, str, str]], ids: Sequence[TxnKey]
@@ -66,6 +76,10 @@ class FakePort:
     async def clock(self) -> datetime:
         self.calls.append("clock")
         return NOW
+
+    async def write_rows(self, plan: Plan) -> None:
+        self.calls.append("write_rows")
+        self.ahead.append(plan)
 
     async def write_and_commit(
         self, plan: Plan, unused: Sequence[AccountKey], changes: Sequence[Change]
@@ -166,3 +180,45 @@ async def test_a_reversal_out_of_an_owned_account_needs_its_signer() -> None:
     assert done.error is None
     assert done.transaction is not None
     assert done.transaction.status is Status.REVERSED
+
+
+async def test_a_large_commit_writes_its_runs_ahead_and_records_what_one_pass_would() -> None:
+    """Past PIPELINE_RUN jobs, each run's rows are written while the next is applied; the
+    rows written, ahead and with the commit, are those of applying everything at once:
+    a hold written ahead and executed later in the commit is an update, an atomic group
+    that fails leaves nothing."""
+    holds = [
+        Job(JobKind.CREATE, "t", f"p{i}", replace(transfer(f"p{i}", "1").jobs[0].draft,
+                                                  mode=Mode.PENDING))  # type: ignore[type-var]
+        for i in range(300)
+    ]  # fmt: skip
+    failing = Group(transfer("a1", "1").jobs + transfer("a2", "10000").jobs, atomic=True)
+    groups = [
+        Group(tuple(holds)),
+        Group(tuple(Job(JobKind.EXECUTE, "t", f"p{i}") for i in range(10))),
+        failing,
+    ]
+    heads = {("t", "alice", "USD"): Head("alice", "USD", Rule.NON_NEGATIVE, Decimal(250)),
+             ("t", "bob", "USD"): Head("bob", "USD", Rule.NON_NEGATIVE)}  # fmt: skip
+    port = FakePort(dict(heads), {})
+    results = await group_commit(port, groups)
+    assert port.calls == ["record_and_read", "lock_transactions", "lock_heads", "write_rows",
+                          "write_and_commit"]  # fmt: skip
+    whole, expected = apply_groups(groups, {}, heads, NOW)
+    assert [[r.error and r.error.code for r in g] for g in results] == [
+        [r.error and r.error.code for r in g] for g in expected
+    ]
+    assert [r.error is None for r in results[0]] == [True] * 250 + [False] * 50
+    assert port.written is not None
+    rest = port.written[0]
+    [ahead] = port.ahead
+    assert len(ahead.inserts) == 256
+    assert not ahead.heads
+    assert not ahead.updates
+    assert [*ahead.entries, *rest.entries] == whole.entries
+    assert [*ahead.postings, *rest.postings] == whole.postings
+    final = {**ahead.inserts, **rest.inserts, **rest.updates}
+    assert final == {**whole.inserts, **whole.updates}
+    assert {key[1] for key in rest.updates} == {f"p{i}" for i in range(10)}
+    assert rest.heads == whole.heads
+    assert [c.transaction for c in rest.changes] == [c.transaction for c in whole.changes]

@@ -147,7 +147,7 @@ class Plan:
         )
 
 
-class _Batch:
+class Applier:
     """The state of one group commit while its jobs are applied in order."""
 
     def __init__(
@@ -165,6 +165,38 @@ class _Batch:
         # The heads the last effect moved, for the log's change that records it.
         self.moved: list[Head] = []
         self.authority = UNSIGNED  # of the group being applied
+        # What `take` handed out to be written ahead of the rest of the plan.
+        self.written: set[TxnKey] = set()
+        self.entries_taken = 0
+        self.postings_taken = 0
+
+    def take(self) -> Plan:
+        """The journal rows, new transactions and postings recorded since the last take,
+        to be written while later groups are applied (never in the middle of a group: an
+        atomic group that fails is undone from the plan). Heads, flips and the log stay
+        for the rest of the plan, which `rest` gives."""
+        plan = self.plan
+        part = Plan(
+            entries=plan.entries[self.entries_taken :],
+            inserts={k: row for k, row in plan.inserts.items() if k not in self.written},
+            postings=plan.postings[self.postings_taken :],
+        )
+        self.written.update(part.inserts)
+        self.entries_taken, self.postings_taken = len(plan.entries), len(plan.postings)
+        return part
+
+    def rest(self) -> Plan:
+        """The plan without what `take` handed out."""
+        plan = self.plan
+        return Plan(
+            heads=plan.heads,
+            entries=plan.entries[self.entries_taken :],
+            inserts={k: row for k, row in plan.inserts.items() if k not in self.written},
+            updates=plan.updates,
+            postings=plan.postings[self.postings_taken :],
+            changes=plan.changes,
+            proofs=plan.proofs,
+        )
 
     def group(self, group: Group) -> list[Result]:
         self.authority = group.authority
@@ -346,8 +378,9 @@ class _Batch:
         assert can_transition(self.rows[key].status, row.status), (self.rows[key].status, row)
         row = replace(row, events=(*row.events, (row.status, at)))
         self.rows[key] = row
-        # NOTE: a row inserted by this same batch is written once, in its final state.
-        if key in self.plan.inserts:
+        # NOTE: a row inserted by this same batch is written once, in its final state,
+        # unless it was written already (`take`).
+        if key in self.plan.inserts and key not in self.written:
             self.plan.inserts[key] = row
         else:
             self.plan.updates[key] = row
@@ -388,6 +421,25 @@ def apply_groups(
 ) -> tuple[Plan, list[list[Result]]]:
     """Apply every group in arrival order; one list of results per group. `owners`:
     the current key ids of the owned accounts reversals here may debit."""
-    batch = _Batch(rows, heads, now, owners or {})
+    batch = Applier(rows, heads, now, owners or {})
     results = [batch.group(group) for group in groups]
     return batch.plan, results
+
+
+def slices(groups: Sequence[Group], size: int) -> list[list[tuple[int, Group]]]:
+    """The groups in runs of about `size` jobs, each with its index: an atomic group
+    whole, another cut into groups of its jobs in order (they apply alone anyway)."""
+    runs: list[list[tuple[int, Group]]] = [[]]
+    count = 0
+    for i, group in enumerate(groups):
+        parts = [group] if group.atomic else [
+            replace(group, jobs=group.jobs[low : low + size])
+            for low in range(0, len(group.jobs), size)
+        ]  # fmt: skip
+        for part in parts:
+            if count and count + len(part.jobs) > size:
+                runs.append([])
+                count = 0
+            runs[-1].append((i, part))
+            count += len(part.jobs)
+    return runs

@@ -8,12 +8,22 @@ which order, and what is written, in one place and in the order it happens.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from app.ledger.batch import Group, HeadKey, Plan, Result, Transaction, TxnKey, apply_groups
+from app.ledger.batch import (
+    Applier,
+    Group,
+    HeadKey,
+    Plan,
+    Result,
+    Transaction,
+    TxnKey,
+    slices,
+)
 from app.ledger.errors import LedgerError
 from app.ledger.keys import refusal
 from app.ledger.locking import (
@@ -71,6 +81,11 @@ class CommitPort(Protocol):
         the sorted order given) and answer their current key ids."""
         ...
 
+    async def write_rows(self, plan: Plan) -> None:
+        """Write a plan's journal rows, new transactions and postings: a large commit's
+        runs but the last, ahead of the rest."""
+        ...
+
     async def write_and_commit(
         self, plan: Plan, unused: Sequence[AccountKey], changes: Sequence[Change]
     ) -> None:
@@ -109,7 +124,7 @@ async def group_commit(port: CommitPort, groups: Sequence[Group]) -> list[list[R
         if error is not None:
             refused[i] = error
     live = [group for i, group in enumerate(groups) if i not in refused]
-    plan, applied = apply_groups(live, rows, heads, now, owners)
+    plan, rest, applied = await _apply(port, live, rows, heads, now, owners)
     results = _merge(groups, refused, applied)
     # Only applied transactions create accounts; those that stay enter the log first.
     unused = unrecorded(recorded.created, plan)
@@ -119,8 +134,49 @@ async def group_commit(port: CommitPort, groups: Sequence[Group]) -> list[list[R
                account=Account(key[1], Rule(rule), {}, created_at))
         for key, (rule, created_at) in sorted(recorded.created.items()) if key not in dropped
     ]  # fmt: skip
-    await port.write_and_commit(plan, unused, [*made, *plan.changes])
+    await port.write_and_commit(rest, unused, [*made, *plan.changes])
     return results
+
+
+# A group commit of more jobs than this is applied in runs of about this many, and each
+# run's rows are written while the next run is applied.
+PIPELINE_RUN = 256
+
+
+async def _apply(
+    port: CommitPort,
+    groups: Sequence[Group],
+    rows: Mapping[TxnKey, Transaction],
+    heads: Mapping[HeadKey, Head],
+    now: datetime,
+    owners: Mapping[AccountKey, frozenset[str]],
+) -> tuple[Plan, Plan, list[list[Result]]]:
+    """Apply every group in arrival order: the whole plan, what is left of it to write
+    with the commit, and one list of results per group.
+
+    Applying (Python) and writing (PostgreSQL) both happen under the balance locks, and
+    how long those are held bounds how many large commits sharing accounts follow each
+    other a second; a large commit overlaps the two, run by run.
+    """
+    applier = Applier(rows, heads, now, owners)
+    runs = slices(groups, PIPELINE_RUN)
+    applied: list[list[Result]] = [[] for _ in groups]
+    writing: asyncio.Future[None] | None = None
+    try:
+        for n, run in enumerate(runs):
+            for i, group in run:
+                applied[i] += applier.group(group)
+            if n == len(runs) - 1:
+                break  # the last run is written with the rest
+            part = applier.take()
+            if writing is not None:
+                await writing
+            writing = asyncio.ensure_future(port.write_rows(part))
+            await asyncio.sleep(0)  # the write goes out before the next run is applied
+    finally:
+        if writing is not None:
+            await writing
+    return applier.plan, applier.rest(), applied
 
 
 def _merge(

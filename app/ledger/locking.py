@@ -204,7 +204,7 @@ def debited(
 def reversible(groups: Sequence[Group], rows: Mapping[TxnKey, Transaction]) -> set[AccountKey]:
     """The accounts a reversal may debit (those the transaction paid into), for every
     cancel whose transaction is, or may be by its turn in the batch, COMPLETED: checked
-    when the reversal is applied (`_Batch.cancel`)."""
+    when the reversal is applied (`Applier.cancel`)."""
     return {
         (job.tenant, line.account)
         for group in groups

@@ -106,6 +106,14 @@ class Writer:
         now: datetime = (await self.connection.execute("SELECT clock_timestamp()")).scalar()
         return now
 
+    async def write_rows(self, plan: Plan) -> None:
+        params: dict[str, Any] = {
+            **plan_params(plan),
+            "unused": "[]",
+            "expected": len(plan.inserts),
+        }
+        await self.connection.raw.execute(_WRITE_SQL, *(params[name] for name in _WRITE_PARAMS))
+
     async def write_and_commit(
         self, plan: Plan, unused: Sequence[AccountKey], changes: Sequence[Change]
     ) -> None:
