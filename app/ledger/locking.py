@@ -131,10 +131,10 @@ def _all_fit(
             at = job.draft.timestamp
             for line in job.draft.lines:
                 key = (job.tenant, line.account, line.currency)
-                head = heads.get(key) if at is not None else None
-                if at is not None and head is not None and head.last_ts is not None \
-                        and at < head.last_ts:  # fmt: skip
-                    return False
+                if at is not None:
+                    head = heads.get(key)
+                    if head is not None and head.last_ts is not None and at < head.last_ts:
+                        return False
                 if (sums := moved.get(key)) is None:
                     sums = moved[key] = [ZERO, ZERO]
                 if line.amount < 0:

@@ -107,17 +107,23 @@ class Writer:
         return now
 
     async def write_rows(self, plan: Plan) -> None:
-        params: dict[str, Any] = {
-            **plan_params(plan),
-            "unused": "[]",
-            "expected": len(plan.inserts),
-        }
-        await self.connection.raw.execute(_WRITE_SQL, *(params[name] for name in _WRITE_PARAMS))
+        await self.connection.raw.execute(_WRITE_SQL, *write_values(plan, ()))
 
     async def write_and_commit(
         self, plan: Plan, unused: Sequence[AccountKey], changes: Sequence[Change]
     ) -> None:
         await write_and_commit(self.connection, plan, unused, changes)
+
+
+def write_values(plan: Plan, unused: Sequence[AccountKey]) -> list[Any]:
+    """WRITE_PLAN's parameters, in order: the plan's rows, the accounts to drop, and how
+    many new transactions it must record."""
+    params: dict[str, Any] = {
+        **plan_params(plan),
+        "unused": json_rows([{"tenant": t, "account": a} for t, a in unused]),
+        "expected": len(plan.inserts),
+    }
+    return [params[name] for name in _WRITE_PARAMS]
 
 
 async def write_and_commit(
@@ -137,12 +143,7 @@ async def write_and_commit(
     """
     if plan.proofs:
         await write_proofs(connection, plan.proofs)
-    params: dict[str, Any] = {
-        **plan_params(plan),
-        "unused": json_rows([{"tenant": t, "account": a} for t, a in unused]),
-        "expected": len(plan.inserts),
-    }
-    values = [params[name] for name in _WRITE_PARAMS]
+    values = write_values(plan, unused)
     if len(changes) >= LARGE_MIN:
         await _write_large(connection, values, changes)
         return
