@@ -28,6 +28,11 @@ console = Console(stderr=True)
 ENTRY_FIELDS = ("account", "currency", "seq", "transaction_id", "kind", "amount", "posted",
                 "pending_in", "pending_out", "available", "timestamp")  # fmt: skip
 BATCH_MAX = 8190
+# A batch request's share of the file, at most (unless one transaction is larger): half
+# the service's default cap on a batch body (`BATCH_BODY_SIZE_MAX`, 16 MiB). The largest
+# batches that fit go fastest (100,000 transfers: 8,190 a request 3,519 and 4,305/s
+# against 3,279 and 2,972/s at 1,000, alternating).
+BATCH_BYTES = 8 * 1024 * 1024
 # What an exported transaction in each final status is imported as (see `docs/behaviour.md`):
 # only what moved money or still holds it; FAILED and VOIDED ones left none.
 IMPORT_MODES = {"COMPLETED": "immediate", "REVERSED": "immediate", "PENDING": "pending"}
@@ -130,7 +135,7 @@ def import_(
     file: Annotated[Path, typer.Argument(help="a `twofold export --format jsonl` file")],
     url: ServiceUrl = DEFAULT_URL,
     api_key: ApiKey = DEFAULT_KEY,
-    batch: Annotated[int, typer.Option(help="transactions per batch request")] = 1000,
+    batch: Annotated[int, typer.Option(help="transactions per batch request, at most")] = BATCH_MAX,
 ) -> None:
     """Record an export's transactions in a tenant through the batch API.
 
@@ -186,9 +191,17 @@ def _importable(source: IO[bytes]) -> tuple[array[int], array[int], int]:
 
 
 def _read(source: IO[bytes], offset: int, kind: str = "transaction") -> dict[str, Any]:
+    return _read_line(source, offset, kind)[0]
+
+
+def _read_line(
+    source: IO[bytes], offset: int, kind: str = "transaction"
+) -> tuple[dict[str, Any], int]:
+    """The record on the line at `offset`, and the line's length."""
     source.seek(offset)
-    value: dict[str, Any] = json.loads(source.readline())[kind]
-    return value
+    line = source.readline()
+    value: dict[str, Any] = json.loads(line)[kind]
+    return value, len(line)
 
 
 def _accounts(
@@ -242,15 +255,17 @@ def _path(transaction_id: str) -> str:
 def _batches(
     source: IO[bytes], offsets: array[int], size: int
 ) -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """Consecutive transactions of one mode, at most `size` a batch, as the API takes them."""
-    mode, items = "", list[dict[str, Any]]()
+    """Consecutive transactions of one mode, at most `size` a batch and about
+    `BATCH_BYTES` of the file's text, as the API takes them."""
+    mode, items, length = "", list[dict[str, Any]](), 0
     for offset in offsets:
-        t = _read(source, offset)
+        t, line = _read_line(source, offset)
         item_mode = IMPORT_MODES[t["status"]]
-        if items and (item_mode != mode or len(items) == size):
+        if items and (item_mode != mode or len(items) == size or length + line > BATCH_BYTES):
             yield mode, items
-            items = []
+            items, length = [], 0
         mode = item_mode
+        length += line
         item = {"id": t["id"], "lines": t["lines"], "data": t["data"],
                 "timestamp": t["timestamp"]}  # fmt: skip
         if item_mode == "pending" and t["expires_at"] is not None:

@@ -2,12 +2,12 @@
 
 Writes an export-format file of IMPORT_TRANSFERS (100,000) completed transfers: one
 credit from `@world` to each of 10,000 accounts, then transfers of 1 between random
-accounts, each a millisecond after the one before. Starts the service (2 workers) on
-embedded PostgreSQL and Valkey (or IMPORT_DATABASE_URL / IMPORT_REDIS_URL), imports the
-file with the `twofold` command and prints transfers a second, the command's CPU and its
-peak memory (maximum resident set, from the kernel), and the service's and PostgreSQL's
-CPU a transfer. A second run of the command on the same file is timed too: it finds
-everything recorded by bisection.
+accounts, each a millisecond after the one before (IMPORT_BATCH sets `--batch`). Starts
+the service (2 workers) on embedded PostgreSQL and Valkey (or IMPORT_DATABASE_URL /
+IMPORT_REDIS_URL), imports the file with the `twofold` command and prints transfers a
+second, the command's CPU and its peak memory (maximum resident set, from the kernel),
+and the service's and PostgreSQL's CPU a transfer. A second run of the command on the
+same file is timed too: it finds everything recorded by bisection.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from bench.harness import cpu_by_component  # noqa: E402
 from integration_tests.server import DATA, Backends, Service  # noqa: E402
 
 TRANSFERS = int(os.environ.get("IMPORT_TRANSFERS", "100000"))
+BATCH = os.environ.get("IMPORT_BATCH")  # `--batch`: transactions a request, at most
 ACCOUNTS = 10_000
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -57,7 +58,7 @@ def run_import(path: Path, service: Service) -> tuple[float, float, str]:
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "app", "import", str(path), "--url", service.base_url,
-         "--api-key", "abc:123"],
+         "--api-key", "abc:123", *(("--batch", BATCH) if BATCH else ())],
         cwd=ROOT, capture_output=True, text=True, check=False,
     )  # fmt: skip
     wall = time.perf_counter() - started
