@@ -186,17 +186,10 @@ class Applier:
         return part
 
     def rest(self) -> Plan:
-        """The plan without what `take` handed out."""
+        """The plan without what `take` handed out, once every group is applied."""
         plan = self.plan
-        return Plan(
-            heads=plan.heads,
-            entries=plan.entries[self.entries_taken :],
-            inserts={k: row for k, row in plan.inserts.items() if k not in self.written},
-            updates=plan.updates,
-            postings=plan.postings[self.postings_taken :],
-            changes=plan.changes,
-            proofs=plan.proofs,
-        )
+        return replace(self.take(), heads=plan.heads, updates=plan.updates,
+                       changes=plan.changes, proofs=plan.proofs)  # fmt: skip
 
     def group(self, group: Group) -> list[Result]:
         self.authority = group.authority
