@@ -77,13 +77,14 @@ async def owned(api: httpx.AsyncClient, account: str, keys: list[dict[str, str]]
 
 
 async def owner(
-    api: httpx.AsyncClient, fund: Any, account: str, amount: str
+    api: httpx.AsyncClient, fund: Any, account: str, amount: str | None, key_id: str = "k1"
 ) -> tuple[ed25519.Ed25519PrivateKey, str]:
-    """`account` owned by one new Ed25519 key, `k1`, and credited `amount` USD (a
-    credit needs no signature): the key pair."""
+    """`account` owned by one new Ed25519 key, `key_id`, and credited `amount` USD unless
+    None (a credit needs no signature): the key pair."""
     private, public = ed25519_pair()
-    await owned(api, account, [{"id": "k1", "alg": "ed25519", "public_key": public}])
-    await fund(account, amount)
+    await owned(api, account, [{"id": key_id, "alg": "ed25519", "public_key": public}])
+    if amount is not None:
+        await fund(account, amount)
     return private, public
 
 
@@ -306,11 +307,8 @@ async def test_wrong_keys_and_stale_or_future_signatures_are_signature_invalid(
     api: httpx.AsyncClient, uid: Any, fund: Any
 ) -> None:
     alice, mallory, bob = uid("alice"), uid("mallory"), uid("bob")
-    alice_key, alice_public = ed25519_pair()
-    mallory_key, mallory_public = ed25519_pair()
-    await owned(api, alice, [{"id": "k1", "alg": "ed25519", "public_key": alice_public}])
-    await owned(api, mallory, [{"id": "k1", "alg": "ed25519", "public_key": mallory_public}])
-    await fund(alice, "100")
+    alice_key, _ = await owner(api, fund, alice, "100")
+    mallory_key, _ = await owner(api, fund, mallory, None)
     now = int(time.time())
     attempts = {
         "another account's key under its own keyid": ([(f"{mallory}/k1", mallory_key)], None),
@@ -335,12 +333,8 @@ async def test_two_owned_accounts_debited_need_a_label_each(
     api: httpx.AsyncClient, uid: Any, fund: Any
 ) -> None:
     alice, carol, bob = uid("alice"), uid("carol"), uid("bob")
-    alice_key, alice_public = ed25519_pair()
-    carol_key, carol_public = ed25519_pair()
-    await owned(api, alice, [{"id": "a", "alg": "ed25519", "public_key": alice_public}])
-    await owned(api, carol, [{"id": "c", "alg": "ed25519", "public_key": carol_public}])
-    await fund(alice, "10")
-    await fund(carol, "10")
+    alice_key, _ = await owner(api, fund, alice, "10", key_id="a")
+    carol_key, _ = await owner(api, fund, carol, "10", key_id="c")
     tx = uid("tx")
     both = {"id": tx, "lines": [
         {"account": alice, "currency": "USD", "amount": "-5"},
@@ -397,12 +391,8 @@ async def test_a_batch_is_one_signed_body_refused_whole(
     api: httpx.AsyncClient, uid: Any, fund: Any, balance: Any
 ) -> None:
     alice, carol, bob = uid("alice"), uid("carol"), uid("bob")
-    alice_key, alice_public = ed25519_pair()
-    carol_key, carol_public = ed25519_pair()
-    await owned(api, alice, [{"id": "a", "alg": "ed25519", "public_key": alice_public}])
-    await owned(api, carol, [{"id": "c", "alg": "ed25519", "public_key": carol_public}])
-    await fund(alice, "10")
-    await fund(carol, "10")
+    alice_key, _ = await owner(api, fund, alice, "10", key_id="a")
+    carol_key, _ = await owner(api, fund, carol, "10", key_id="c")
     await fund(bob, "10")
     items = [transfer(uid("t"), alice, bob, "1"), transfer(uid("t"), carol, bob, "1"),
              transfer(uid("t"), bob, alice, "1")]  # fmt: skip
