@@ -49,7 +49,8 @@ def service(backends: Backends) -> Iterator[Service]:
     started.stop()
 
 
-def _client(service: Service, auth: tuple[str, str] | None) -> httpx.AsyncClient:
+def client_of(service: Service, auth: tuple[str, str] | None = ("abc", "123")) -> httpx.AsyncClient:
+    """A client of `service`, tenant `test` unless `auth` says otherwise."""
     return httpx.AsyncClient(
         base_url=service.base_url,
         auth=auth,
@@ -61,20 +62,20 @@ def _client(service: Service, auth: tuple[str, str] | None) -> httpx.AsyncClient
 @pytest.fixture(scope="session")
 async def api(service: Service) -> AsyncIterator[httpx.AsyncClient]:
     """Tenant `test`, authenticated with HTTP Basic abc:123."""
-    async with _client(service, ("abc", "123")) as client:
+    async with client_of(service, ("abc", "123")) as client:
         yield client
 
 
 @pytest.fixture(scope="session")
 async def other_api(service: Service) -> AsyncIterator[httpx.AsyncClient]:
     """Tenant `other`."""
-    async with _client(service, ("xyz", "123")) as client:
+    async with client_of(service, ("xyz", "123")) as client:
         yield client
 
 
 @pytest.fixture(scope="session")
 async def anonymous(service: Service) -> AsyncIterator[httpx.AsyncClient]:
-    async with _client(service, None) as client:
+    async with client_of(service, None) as client:
         yield client
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from integration_tests.conftest import client_of
 from integration_tests.server import Backends, Service
 from integration_tests.test_keys import ed25519_pair
 
@@ -28,8 +29,7 @@ def handlers_only(backends: Backends) -> Iterator[Service]:
 
 @pytest.fixture(scope="module")
 async def slow_api(handlers_only: Service) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=handlers_only.base_url, auth=("abc", "123"),
-                                 timeout=60) as client:  # fmt: skip
+    async with client_of(handlers_only) as client:
         yield client
 
 

@@ -16,6 +16,7 @@ import httpx
 import pytest
 import rfc8785
 
+from integration_tests.conftest import client_of
 from integration_tests.server import ROOT, Backends, Service, new_database
 from integration_tests.test_events import check_chain, events_after, head
 
@@ -39,8 +40,7 @@ def tamper_service(backends: Backends, ledger_url: str) -> Iterator[Service]:
 @pytest.fixture(scope="module")
 async def ledger(tamper_service: Service) -> AsyncIterator[httpx.AsyncClient]:
     """A ledger with every kind of change, verified clean before each test tampers."""
-    async with httpx.AsyncClient(base_url=tamper_service.base_url, auth=("abc", "123"),
-                                 timeout=60) as api:  # fmt: skip
+    async with client_of(tamper_service) as api:
         opening = {"id": "opening", "balance_rule": "any", "data": {"n": 1}}
         assert (await api.post("/v1/accounts", json=opening)).status_code == 201
         for name in ("alice", "bob"):
