@@ -16,7 +16,8 @@
    consume, with the delivery lag of each from commit to receipt (`log_lag`).
 
 Results print as a table and go to bench/results/<date>.json. `--quick` (make
-bench-quick) runs the same with short durations and a smaller history.
+bench-quick) runs the same with short durations and a smaller history (BENCH_HISTORY sets
+the long one's entries).
 """
 
 from __future__ import annotations
@@ -401,7 +402,7 @@ def main() -> None:
     seconds = args.seconds or (4 if args.quick else 20)
     only = set(args.only.split(",")) if args.only else None
     baseline_seconds = 4 if args.quick else 15
-    history = 20_000 if args.quick else 100_000
+    history = int(os.environ.get("BENCH_HISTORY", 20_000 if args.quick else 100_000))
     ensure_wrk()
     backends = Backends.start("bench")
     report: dict[str, Any] = {

@@ -32,6 +32,7 @@ from app.ledger.errors import (
     TransactionFailed,
     Unavailable,
 )
+from app.ledger.immutable import immutable
 from app.ledger.keys import UNSIGNED, Authority, Proof, refusal
 from app.ledger.log import ENTERED, Change
 from app.ledger.rules import Effect, Entry, Head, apply_lines, timestamp_failure
@@ -52,7 +53,7 @@ class JobKind(StrEnum):
     SETTLE = "settle"  # void a PENDING transaction past its expires_at
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Job:
     kind: JobKind
     tenant: str
@@ -62,7 +63,7 @@ class Job:
     failure: Mapping[str, Any] | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Group:
     """Jobs submitted together; `atomic`: all apply or none is recorded. `authority`:
     what the request's signatures proved (checked for owned accounts it debits)."""
@@ -72,7 +73,7 @@ class Group:
     authority: Authority = UNSIGNED
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Transaction:
     """A transaction as stored, with its state history."""
 
@@ -96,14 +97,14 @@ class Transaction:
         return sorted({(line.account, line.currency) for line in self.lines})
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Result:
     transaction: Transaction | None = None
     created: bool = False
     error: LedgerError | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Posting:
     """One account a transaction touches, listed for search in page order."""
 
@@ -113,7 +114,7 @@ class Posting:
     timestamp: datetime
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class JournalRow:
     tenant: str
     transaction_id: str

@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from app.ledger.errors import InvalidRequest, InvalidState, Unbalanced
+from app.ledger.immutable import immutable
 from app.ledger.money import (
     EXACT,
     JSON_DEPTH_MAX,
@@ -80,7 +81,7 @@ def cancel_action(status: Status) -> Cancel:
     raise InvalidState(f"a {status.value} transaction cannot be voided or reversed")
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Line:
     account: str
     currency: str
@@ -101,7 +102,7 @@ class Limits:
     json_depth_max: int = JSON_DEPTH_MAX
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Draft:
     """A validated transaction as a client asked for it, before it is recorded."""
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from app.ledger.documents import Status
+from app.ledger.immutable import immutable
 from app.ledger.money import EXACT, format_amount
 from app.ledger.rules import Head
 
@@ -42,7 +42,7 @@ EVENT_TYPES = tuple(t.value for t in EventType)
 ENTERED = {status: EventType(f"transaction.{status.value.lower()}") for status in Status}
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Change:
     """One event of a tenant's log before it is numbered: its subject as it stands right
     after the change, and the balances the change moved."""

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
 from app.ledger.documents import Line
+from app.ledger.immutable import immutable
 from app.ledger.money import AMOUNT_LIMIT, EXACT, INTEGER_DIGITS_MAX, format_amount
 
 ZERO = Decimal(0)
@@ -34,7 +34,7 @@ class Effect(StrEnum):
         return "post" if self in (Effect.SETTLE, Effect.POST) else self.value
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Head:
     """The current balances of one account in one currency."""
 
@@ -56,7 +56,7 @@ class Head:
         return (self.account, self.currency)
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Entry:
     """One journal row: a line's effect and the balances right after it."""
 
@@ -161,7 +161,7 @@ def failure(
     }
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Outcome:
     """The result of applying a document's lines to the heads it touches."""
 
