@@ -21,6 +21,8 @@ def unrecorded(created: Iterable[tuple[str, str]], plan: Plan) -> list[tuple[str
     transactions it applies names, sorted: those of an atomic group that failed, of a
     document refused without being recorded, or named only by documents recorded FAILED.
     Only applied transactions create accounts, so nothing of these may remain."""
+    if not created:
+        return []
     named = {
         (key[0], line.account)
         for rows in (plan.inserts, plan.updates)
