@@ -10,9 +10,10 @@ import sys
 from array import array
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Annotated, Any
+from typing import IO, Annotated, Any, TypeVar, cast
 
 import httpx
 import msgspec
@@ -36,6 +37,8 @@ BATCH_BYTES = 8 * 1024 * 1024
 # What an exported transaction in each final status is imported as (see `docs/behaviour.md`):
 # only what moved money or still holds it; FAILED and VOIDED ones left none.
 IMPORT_MODES = {"COMPLETED": "immediate", "REVERSED": "immediate", "PENDING": "pending"}
+_encode = msgspec.json.Encoder().encode
+T = TypeVar("T")
 
 
 def _progress() -> Progress:
@@ -155,16 +158,16 @@ def import_(
         counts["already there"] = done
         with _progress() as progress:
             task = progress.add_task("importing", total=len(offsets), completed=done)
-            for mode, items in _batches(source, offsets[done:], batch):
-                answer = client.post("/v1/transactions/batch",
-                                     json={"mode": mode, "transactions": items})  # fmt: skip
+            for size, body in _ahead(_bodies(source, offsets[done:], batch)):
+                answer = client.post("/v1/transactions/batch", content=body,
+                                     headers={"content-type": "application/json"})  # fmt: skip
                 if answer.status_code != 200:
                     console.print(f"batch refused: {answer.status_code} {answer.text}")
                     raise typer.Exit(1)
                 for result in answer.json()["results"]:
                     code = result.get("code")
                     counts[f"failed ({code})" if code else "recorded"] += 1
-                progress.advance(task, len(items))
+                progress.advance(task, size)
         _accounts(client, source, accounts, counts, keys=True)
     for name in ("accounts", "recorded", "already there", "skipped"):
         typer.echo(f"{name}: {counts.pop(name, 0)}")
@@ -250,6 +253,26 @@ def _recorded_prefix(client: httpx.Client, source: IO[bytes], offsets: array[int
 
 def _path(transaction_id: str) -> str:
     return transaction_id.replace("%", "%25").replace("/", "%2F").replace("?", "%3F")
+
+
+def _bodies(source: IO[bytes], offsets: array[int], size: int) -> Iterator[tuple[int, bytes]]:
+    """Each batch request's body, with how many transactions it holds."""
+    for mode, items in _batches(source, offsets, size):
+        yield len(items), _encode({"mode": mode, "transactions": items})
+
+
+_END = object()
+
+
+def _ahead(items: Iterator[T]) -> Iterator[T]:
+    """`items` in order, each made in a thread while the caller uses the one before: the
+    next batch is read and encoded while the service records this one (an import sends
+    one batch at a time, so the command's own time adds to every batch's)."""
+    with ThreadPoolExecutor(1) as pool:
+        coming = pool.submit(next, items, _END)
+        while (item := coming.result()) is not _END:
+            coming = pool.submit(next, items, _END)
+            yield cast(T, item)
 
 
 def _batches(
