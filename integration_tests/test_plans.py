@@ -4,12 +4,14 @@ fresh database."""
 
 from __future__ import annotations
 
+import json
+
 import asyncpg
 import httpx
 import pytest
 
 from app.models.connections import KEYED_PLANS, positional
-from app.models.statements import KEYED_STATEMENTS
+from app.models.statements import KEYED_STATEMENTS, LOCK_HEADS
 from integration_tests.server import Backends
 
 
@@ -41,5 +43,32 @@ async def test_a_batch_that_recorded_fewer_rows_than_it_meant_rolls_back(
         assert await connection.fetchval("SELECT twofold_expect_recorded(2, 2)") == 2
         with pytest.raises(asyncpg.UniqueViolationError):
             await connection.fetchval("SELECT twofold_expect_recorded(1, 2)")
+    finally:
+        await connection.close()
+
+
+async def test_locking_heads_reads_a_rule_only_where_it_was_not_read_before(
+    backends: Backends, api: httpx.AsyncClient, uid, fund
+) -> None:
+    """The rule read unlocked comes back as given; a head whose rule was not read (its
+    account committed after that read) gets its account's rule."""
+    account = uid("locked")
+    response = await api.post("/v1/accounts", json={"id": account, "balance_rule": "any"})
+    assert response.status_code == 201, response.text
+    await fund(account, "5")
+    sql, _ = positional(LOCK_HEADS)
+    connection = await asyncpg.connect(backends.database_url, server_settings=KEYED_PLANS)
+    try:
+        async with connection.transaction():
+            unread = json.dumps([["test", account, "USD", None]])
+            [row] = await connection.fetch(sql, unread)
+            assert (row["account"], row["balance_rule"], row["posted"]) == (account, "any", 5)
+            # A rule given is not read again: here one the account does not have, to tell.
+            given = json.dumps(
+                [["test", "@world", "USD", None], ["test", account, "USD", "non_negative"]]
+            )
+            rows = await connection.fetch(sql, given)
+            assert sorted((r["account"], r["balance_rule"]) for r in rows) == [
+                ("@world", "any"), (account, "non_negative")]  # fmt: skip
     finally:
         await connection.close()

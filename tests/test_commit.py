@@ -3,7 +3,7 @@ in which order, without a database."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -68,7 +68,9 @@ class FakePort:
         self.calls.append("lock_transactions")
         return {key: self.rows[key] for key in keys if key in self.rows}
 
-    async def lock_heads(self, keys: Sequence[HeadKey]) -> tuple[dict[HeadKey, Head], datetime]:
+    async def lock_heads(
+        self, keys: Sequence[HeadKey], read: Mapping[HeadKey, Head]
+    ) -> tuple[dict[HeadKey, Head], datetime]:
         self.calls.append("lock_heads")
         assert list(keys) == sorted(keys), "locks are taken in sorted order"
         return {key: self.heads[key] for key in keys}, NOW

@@ -70,8 +70,11 @@ class CommitPort(Protocol):
         """Lock the transaction rows, in the (sorted) order given."""
         ...
 
-    async def lock_heads(self, keys: Sequence[HeadKey]) -> tuple[dict[HeadKey, Head], datetime]:
-        """Lock the balance heads in the (sorted) order given, then read the clock."""
+    async def lock_heads(
+        self, keys: Sequence[HeadKey], read: Mapping[HeadKey, Head]
+    ) -> tuple[dict[HeadKey, Head], datetime]:
+        """Lock the balance heads in the (sorted) order given, then read the clock. An
+        account's rule is taken from the heads `read` unlocked where it was read."""
         ...
 
     async def clock(self) -> datetime: ...
@@ -110,7 +113,7 @@ async def group_commit(port: CommitPort, groups: Sequence[Group]) -> list[list[R
     # 3. Lock the balance heads in sorted key order, so no two batches deadlock, and read
     #    the clock once they are held; apply every job to them in order.
     keys = head_keys(groups, rows)
-    heads, now = await port.lock_heads(keys) if keys else ({}, await port.clock())
+    heads, now = await port.lock_heads(keys, recorded.heads) if keys else ({}, await port.clock())
     # 4. A request that debits an owned account needs a signer among its current keys,
     #    read under a shared lock taken after the balance locks (a change of keys waits
     #    for this commit, or this commit sees the new keys); a refused request records

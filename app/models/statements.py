@@ -10,9 +10,7 @@ TRANSACTION_COLUMNS = ", ".join(TRANSACTION_FIELDS)
 # An account's own columns, as `account_from_row` reads them (the table named `a`).
 ACCOUNT_COLUMNS = "a.id, a.balance_rule, a.data, a.created_at, a.keys, a.key_history"
 
-# `[[tenant, account, currency], ...]` and `[[tenant, id], ...]` as rows (see `_keys`).
-HEAD_KEYS = """(SELECT k ->> 0 AS tenant, k ->> 1 AS account, k ->> 2 AS currency
-    FROM json_array_elements(CAST(:heads AS json)) AS k)"""
+# `[[tenant, id], ...]` as rows (see `keys_param`).
 TRANSACTION_KEYS = """(SELECT k ->> 0 AS tenant, k ->> 1 AS id
     FROM json_array_elements(CAST(:transactions AS json)) AS k)"""
 
@@ -77,15 +75,21 @@ FOR UPDATE
 """
 
 # Lock the heads in sorted key order. Each row's clock is read right after its lock, so
-# the latest of them is an instant after every lock is held.
-LOCK_HEADS = f"""
+# the latest of them is an instant after every lock is held. `:heads` is
+# `[[tenant, account, currency, rule], ...]`, unique: the rule read unlocked, or null when
+# it was not (an account committed after that read), and only then is it read here. A
+# committed account's rule never changes and the account is never deleted; not reading
+# it again spared ~30 % of this statement (29.8 -> 20.5 ms at 1,000 transfers).
+LOCK_HEADS = """
 SELECT locked.*, clock_timestamp() AS now FROM (
-    SELECT b.tenant, b.account, b.currency, a.balance_rule, b.posted, b.pending_in,
-           b.pending_out, b.version, b.last_ts
-    FROM balances b
-    JOIN accounts a ON a.tenant = b.tenant AND a.id = b.account
-    WHERE (b.tenant, b.account, b.currency) IN (
-        SELECT k.tenant, k.account, k.currency FROM {HEAD_KEYS} AS k)
+    SELECT b.tenant, b.account, b.currency,
+           coalesce(k.value ->> 3, (SELECT a.balance_rule FROM accounts a
+                                    WHERE a.tenant = b.tenant AND a.id = b.account))
+               AS balance_rule,
+           b.posted, b.pending_in, b.pending_out, b.version, b.last_ts
+    FROM json_array_elements(CAST(:heads AS json)) AS k
+    JOIN balances b ON b.tenant = k.value ->> 0 AND b.account = k.value ->> 1
+                   AND b.currency = k.value ->> 2
     ORDER BY b.tenant, b.account, b.currency
     FOR UPDATE OF b
 ) locked

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -96,8 +96,11 @@ class Writer:
         found = await self.connection.execute(LOCK_TRANSACTIONS, {"transactions": keys_param(keys)})
         return {(r["tenant"], r["id"]): transaction_from_row(r, r["events"]) for r in found}
 
-    async def lock_heads(self, keys: Sequence[HeadKey]) -> tuple[dict[HeadKey, Head], datetime]:
-        locked = list(await self.connection.execute(LOCK_HEADS, {"heads": keys_param(keys)}))
+    async def lock_heads(
+        self, keys: Sequence[HeadKey], read: Mapping[HeadKey, Head]
+    ) -> tuple[dict[HeadKey, Head], datetime]:
+        rules = [(*key, head.rule.value if (head := read.get(key)) else None) for key in keys]
+        locked = list(await self.connection.execute(LOCK_HEADS, {"heads": keys_param(rules)}))
         if not locked:
             return {}, await self.clock()
         return {head_key(r): head_from_row(r) for r in locked}, max(r["now"] for r in locked)
