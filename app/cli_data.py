@@ -11,6 +11,7 @@ from array import array
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Annotated, Any, TypeVar, cast
@@ -151,14 +152,14 @@ def import_(
         raise typer.BadParameter(f"--batch: 1 to {BATCH_MAX}")
     counts: Counter[str] = Counter()
     with file.open("rb") as source, api_client(url, api_key, timeout=300) as client:
-        offsets, accounts, skipped = _importable(source)
-        counts["skipped"] = skipped
-        _accounts(client, source, accounts, counts, keys=False)
-        done = _recorded_prefix(client, source, offsets)
+        index = _importable(source)
+        counts["skipped"] = index.skipped
+        _accounts(client, source, index.accounts, counts, keys=False)
+        done = _recorded_prefix(client, source, index)
         counts["already there"] = done
         with _progress() as progress:
-            task = progress.add_task("importing", total=len(offsets), completed=done)
-            for size, body in _ahead(_bodies(source, offsets[done:], batch)):
+            task = progress.add_task("importing", total=index.count, completed=done)
+            for size, body in _ahead(_bodies(_transactions(source, index, done), batch)):
                 answer = client.post("/v1/transactions/batch", content=body,
                                      headers={"content-type": "application/json"})  # fmt: skip
                 if answer.status_code != 200:
@@ -168,7 +169,7 @@ def import_(
                     code = result.get("code")
                     counts[f"failed ({code})" if code else "recorded"] += 1
                 progress.advance(task, size)
-        _accounts(client, source, accounts, counts, keys=True)
+        _accounts(client, source, index.accounts, counts, keys=True)
     for name in ("accounts", "recorded", "already there", "skipped"):
         typer.echo(f"{name}: {counts.pop(name, 0)}")
     for name, n in sorted(counts.items()):
@@ -176,35 +177,60 @@ def import_(
     raise typer.Exit(1 if counts else 0)
 
 
-def _importable(source: IO[bytes]) -> tuple[array[int], array[int], int]:
-    """The offsets of the transactions and of the accounts to import, in file order, and
-    how many transactions are skipped."""
-    offsets, accounts, skipped, offset = array("q"), array("q"), 0, 0
+# The file offset of every this many importable transactions is kept (8 bytes per
+# 1,024): where a run starts reading and what a rerun's bisection seeks to, so that the
+# command's memory does not grow with the file's transactions.
+STRIDE = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class _Index:
+    """What one pass over the file finds: how many transactions are importable, the
+    offset of every `STRIDE`-th of them, the accounts' offsets, and how many
+    transactions are skipped."""
+
+    count: int
+    marks: array[int]
+    accounts: array[int]
+    skipped: int
+
+
+def _importable(source: IO[bytes]) -> _Index:
+    count, marks, accounts, skipped, offset = 0, array("q"), array("q"), 0, 0
+    source.seek(0)
     for line in iter(source.readline, b""):
         if line.startswith(b'{"account":'):
             accounts.append(offset)
         elif line.startswith(b'{"transaction":'):
-            status = json.loads(line)["transaction"]["status"]
-            if status in IMPORT_MODES:
-                offsets.append(offset)
+            if json.loads(line)["transaction"]["status"] in IMPORT_MODES:
+                if count % STRIDE == 0:
+                    marks.append(offset)
+                count += 1
             else:
                 skipped += 1
         offset += len(line)
-    return offsets, accounts, skipped
+    return _Index(count, marks, accounts, skipped)
 
 
-def _read(source: IO[bytes], offset: int, kind: str = "transaction") -> dict[str, Any]:
-    return _read_line(source, offset, kind)[0]
-
-
-def _read_line(
-    source: IO[bytes], offset: int, kind: str = "transaction"
-) -> tuple[dict[str, Any], int]:
-    """The record on the line at `offset`, and the line's length."""
-    source.seek(offset)
-    line = source.readline()
-    value: dict[str, Any] = json.loads(line)[kind]
-    return value, len(line)
+def _transactions(
+    source: IO[bytes], index: _Index, start: int
+) -> Iterator[tuple[dict[str, Any], int]]:
+    """The importable transactions from number `start` on, in file order, each with its
+    line's length: read on from the mark before it."""
+    if start >= index.count:
+        return
+    source.seek(index.marks[start // STRIDE])
+    ahead = start % STRIDE  # importable transactions between the mark and `start`
+    for line in iter(source.readline, b""):
+        if not line.startswith(b'{"transaction":'):
+            continue
+        transaction: dict[str, Any] = json.loads(line)["transaction"]
+        if transaction["status"] not in IMPORT_MODES:
+            continue
+        if ahead:
+            ahead -= 1
+            continue
+        yield transaction, len(line)
 
 
 def _accounts(
@@ -214,7 +240,8 @@ def _accounts(
     """Create the accounts (the same id and body again is answered 200: a rerun is
     harmless), or, with `keys`, give the owned ones their keys if they have none yet."""
     for offset in offsets:
-        account = _read(source, offset, "account")
+        source.seek(offset)
+        account = json.loads(source.readline())["account"]
         path = f"/v1/accounts/{_path(account['id'])}"
         if keys:
             if account["keys"] and not client.get(path).json()["keys"]:
@@ -233,14 +260,15 @@ def _accounts(
             counts[f"failed ({answer.json().get('code')})"] += 1
 
 
-def _recorded_prefix(client: httpx.Client, source: IO[bytes], offsets: array[int]) -> int:
+def _recorded_prefix(client: httpx.Client, source: IO[bytes], index: _Index) -> int:
     """How many of the importable transactions are recorded already. Each batch is one
     database commit and they go oldest first, so what a run recorded before it stopped
     is a prefix: found by bisection, a GET per step."""
-    low, high = 0, len(offsets)
+    low, high = 0, index.count
     while low < high:
         middle = (low + high) // 2
-        found = client.get(f"/v1/transactions/{_path(_read(source, offsets[middle])['id'])}")
+        transaction, _ = next(_transactions(source, index, middle))
+        found = client.get(f"/v1/transactions/{_path(transaction['id'])}")
         if found.status_code == 200:
             low = middle + 1
         elif found.status_code == 404:
@@ -255,9 +283,11 @@ def _path(transaction_id: str) -> str:
     return transaction_id.replace("%", "%25").replace("/", "%2F").replace("?", "%3F")
 
 
-def _bodies(source: IO[bytes], offsets: array[int], size: int) -> Iterator[tuple[int, bytes]]:
+def _bodies(
+    transactions: Iterator[tuple[dict[str, Any], int]], size: int
+) -> Iterator[tuple[int, bytes]]:
     """Each batch request's body, with how many transactions it holds."""
-    for mode, items in _batches(source, offsets, size):
+    for mode, items in _batches(transactions, size):
         yield len(items), _encode({"mode": mode, "transactions": items})
 
 
@@ -276,13 +306,12 @@ def _ahead(items: Iterator[T]) -> Iterator[T]:
 
 
 def _batches(
-    source: IO[bytes], offsets: array[int], size: int
+    transactions: Iterator[tuple[dict[str, Any], int]], size: int
 ) -> Iterator[tuple[str, list[dict[str, Any]]]]:
     """Consecutive transactions of one mode, at most `size` a batch and about
     `BATCH_BYTES` of the file's text, as the API takes them."""
     mode, items, length = "", list[dict[str, Any]](), 0
-    for offset in offsets:
-        t, line = _read_line(source, offset)
+    for t, line in transactions:
         item_mode = IMPORT_MODES[t["status"]]
         if items and (item_mode != mode or len(items) == size or length + line > BATCH_BYTES):
             yield mode, items

@@ -1,45 +1,64 @@
-"""`twofold import` cuts the file into batch requests: by mode, by count and by bytes."""
+"""`twofold import` reads the file from marks, not from an offset per transaction, and
+cuts it into batch requests: by mode, by count and by bytes."""
 
 from __future__ import annotations
 
 import io
 import json
 import time
-from array import array
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from app import cli_data
 
 
-def source(statuses: list[str]) -> tuple[io.BytesIO, array[int]]:
-    lines = [
+def source(statuses: list[str]) -> io.BytesIO:
+    """A file of transactions `t0`, `t1`, ... in these statuses, and an account line."""
+    lines = [b'{"account":{"id":"a","balance_rule":"any","data":{},"keys":[]}}\n']
+    lines += [
         json.dumps({"transaction": {"id": f"t{i}", "status": status, "data": {},
                                     "timestamp": None, "expires_at": None,
                                     "lines": [{"account": "a", "currency": "USD",
                                                "amount": "1"}]}}).encode() + b"\n"
         for i, status in enumerate(statuses)
     ]  # fmt: skip
-    offsets, offset = array("q"), 0
-    for line in lines:
-        offsets.append(offset)
-        offset += len(line)
-    return io.BytesIO(b"".join(lines)), offsets
+    return io.BytesIO(b"".join(lines))
+
+
+def batches(file: io.BytesIO, size: int) -> list[tuple[str, list[dict[str, Any]]]]:
+    index = cli_data._importable(file)
+    return list(cli_data._batches(cli_data._transactions(file, index, 0), size))
 
 
 def test_batches_split_by_mode_count_and_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
-    file, offsets = source(["COMPLETED"] * 7 + ["PENDING"] * 2 + ["COMPLETED"])
-    line = offsets[1] - offsets[0]  # a COMPLETED line
-    sizes = [(mode, len(items)) for mode, items in cli_data._batches(file, offsets, 5)]
+    file = source(["COMPLETED"] * 7 + ["PENDING"] * 2 + ["COMPLETED"])
+    line = len(file.getvalue().splitlines(keepends=True)[1])  # a COMPLETED line
+    sizes = [(mode, len(items)) for mode, items in batches(file, 5)]
     assert sizes == [("immediate", 5), ("immediate", 2), ("pending", 2), ("immediate", 1)]
     monkeypatch.setattr(cli_data, "BATCH_BYTES", 3 * line + 1)
-    sizes = [(mode, len(items)) for mode, items in cli_data._batches(file, offsets, 5)]
+    sizes = [(mode, len(items)) for mode, items in batches(file, 5)]
     assert sizes == [("immediate", 3), ("immediate", 3), ("immediate", 1), ("pending", 2),
                      ("immediate", 1)]  # fmt: skip
     # A single transaction larger than the budget still goes, alone.
     monkeypatch.setattr(cli_data, "BATCH_BYTES", 1)
-    assert [len(items) for _, items in cli_data._batches(file, offsets, 5)] == [1] * 10
+    assert [len(items) for _, items in batches(file, 5)] == [1] * 10
+
+
+def test_the_import_reads_on_from_a_mark_every_stride(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only every STRIDE-th importable transaction's offset is kept; from any number on,
+    the importable ones come in file order, skipped ones left out."""
+    monkeypatch.setattr(cli_data, "STRIDE", 3)
+    statuses = ["COMPLETED", "FAILED", "PENDING", "VOIDED", "REVERSED", "COMPLETED",
+                "FAILED", "COMPLETED", "PENDING", "COMPLETED"]  # fmt: skip
+    file = source(statuses)
+    index = cli_data._importable(file)
+    importable = [f"t{i}" for i, s in enumerate(statuses) if s not in ("FAILED", "VOIDED")]
+    assert (index.count, len(index.marks), len(index.accounts), index.skipped) == (7, 3, 1, 3)
+    for start in range(index.count + 1):
+        ids = [t["id"] for t, _ in cli_data._transactions(file, index, start)]
+        assert ids == importable[start:], start
 
 
 def test_the_next_batch_is_made_while_the_one_before_is_sent() -> None:
@@ -63,8 +82,9 @@ def test_the_next_batch_is_made_while_the_one_before_is_sent() -> None:
 
 
 def test_a_batch_body_is_the_request_the_api_takes() -> None:
-    file, offsets = source(["COMPLETED", "PENDING"])
-    bodies = list(cli_data._bodies(file, offsets, 5))
+    file = source(["COMPLETED", "PENDING"])
+    transactions = cli_data._transactions(file, cli_data._importable(file), 0)
+    bodies = list(cli_data._bodies(transactions, 5))
     assert [(size, json.loads(body)["mode"]) for size, body in bodies] == [
         (1, "immediate"), (1, "pending")]  # fmt: skip
     assert json.loads(bodies[0][1])["transactions"] == [
