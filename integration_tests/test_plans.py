@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from app.models.connections import KEYED_PLANS, positional
-from app.models.statements import KEYED_STATEMENTS, LOCK_HEADS
+from app.models.statements import DUE_HOLDS, KEYED_STATEMENTS, LOCK_HEADS
 from integration_tests.server import Backends
 
 
@@ -72,3 +72,24 @@ async def test_locking_heads_reads_a_rule_only_where_it_was_not_read_before(
                 ("@world", "any"), (account, "non_negative")]  # fmt: skip
     finally:
         await connection.close()
+
+
+async def test_the_expiry_sweep_reads_the_index_of_holds_with_an_expiry(
+    backends: Backends, api: httpx.AsyncClient, uid, fund
+) -> None:
+    """Only transactions with an `expires_at` are in `transactions_expiring`; the sweep's
+    statement must still be one the index answers."""
+    await fund(uid("sweep"), "1")
+    sql, _ = positional(DUE_HOLDS)
+    connection = await asyncpg.connect(backends.database_url, server_settings=KEYED_PLANS)
+    try:
+        plan = "\n".join(r[0] for r in await connection.fetch(f"EXPLAIN {sql}", 100))
+        predicate = await connection.fetchval(
+            "SELECT pg_get_expr(indpred, indrelid) FROM pg_index"
+            " WHERE indexrelid = 'transactions_expiring'::regclass"
+        )
+    finally:
+        await connection.close()
+    assert "transactions_expiring" in plan, plan
+    assert "Seq Scan" not in plan, plan
+    assert predicate == "(expires_at IS NOT NULL)"

@@ -202,6 +202,15 @@ WHERE a.tenant = :tenant AND a.id = :id ORDER BY x.currency
 """
 
 
+# Holds past their expiry, oldest first, for the sweep. `IS NOT NULL` names the predicate
+# of `transactions_expiring`, which holds only transactions with an expiry (migration 0010).
+DUE_HOLDS = """
+SELECT tenant, id FROM transactions
+WHERE status = 'PENDING' AND expires_at IS NOT NULL AND expires_at <= clock_timestamp()
+ORDER BY expires_at LIMIT :limit
+"""
+
+
 # Statements with one generic plan and no sequential scans (KEYED_PLANS): the group
 # commit's, on the writer pool, and the keyed reads.
 KEYED_STATEMENTS = {

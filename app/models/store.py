@@ -39,6 +39,7 @@ from app.models.rows import (
 )
 from app.models.statements import (
     ACCOUNT_COLUMNS,
+    DUE_HOLDS,
     READ_ACCOUNT,
     READ_BALANCES_AT,
     READ_TRANSACTION,
@@ -116,14 +117,7 @@ class PostgresStore(Database):
     async def due(self, limit: int) -> list[tuple[str, str]]:
         """Holds past their `expires_at`, for the sweep to void."""
         async with self.scan_connection() as connection:
-            rows = await connection.execute(
-                (
-                    "SELECT tenant, id FROM transactions"
-                    " WHERE status = 'PENDING' AND expires_at <= clock_timestamp()"
-                    " ORDER BY expires_at LIMIT :limit"
-                ),
-                {"limit": limit},
-            )
+            rows = await connection.execute(DUE_HOLDS, {"limit": limit})
             return [(r.tenant, r.id) for r in rows]
 
     # Accounts
