@@ -9,7 +9,12 @@ import asyncpg
 
 from app.ledger.audit import Audit, EntryRow
 from app.models.rows import account_from_row, transaction_from_row
-from app.models.statements import ACCOUNT_COLUMNS, TRANSACTION_COLUMNS
+from app.models.statements import (
+    ACCOUNT_COLUMNS,
+    JOURNAL_COLUMNS,
+    JOURNAL_ORDER,
+    TRANSACTION_COLUMNS,
+)
 
 Progress = Callable[[str, int], None]
 
@@ -17,11 +22,9 @@ EVENTS = "SELECT sequence, hash, body FROM events WHERE tenant = $1 ORDER BY seq
 HEAD = "SELECT sequence, hash FROM log_heads WHERE tenant = $1"
 ACCOUNTS = f"SELECT {ACCOUNT_COLUMNS} FROM accounts a WHERE tenant = $1"  # noqa: S608
 TRANSACTIONS = f"SELECT {TRANSACTION_COLUMNS} FROM transactions WHERE tenant = $1"  # noqa: S608
-ENTRIES = """
-SELECT account, currency, seq, transaction_id, kind, amount, posted, pending_in,
-       pending_out, timestamp
-FROM entries WHERE tenant = $1 ORDER BY account, currency, timestamp, seq
-"""
+ENTRIES = f"""
+SELECT {JOURNAL_COLUMNS} FROM entries WHERE tenant = $1 ORDER BY {JOURNAL_ORDER}
+"""  # noqa: S608
 BALANCES = """
 SELECT account, currency, posted, pending_in, pending_out FROM balances WHERE tenant = $1
 """

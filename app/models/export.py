@@ -11,7 +11,13 @@ import asyncpg
 from app.ledger.batch import Transaction
 from app.ledger.service import Account
 from app.models.rows import account_from_row, transaction_from_row
-from app.models.statements import ACCOUNT_COLUMNS, EVENTS, TRANSACTION_COLUMNS
+from app.models.statements import (
+    ACCOUNT_COLUMNS,
+    EVENTS,
+    JOURNAL_COLUMNS,
+    JOURNAL_ORDER,
+    TRANSACTION_COLUMNS,
+)
 
 # Oldest first by business time: each account's entries never run back in time, so this
 # order replays every account's history in its own order (`twofold import`).
@@ -23,9 +29,7 @@ SELECT {TRANSACTION_COLUMNS}, {EVENTS} FROM transactions t
 WHERE tenant = $1 AND {_WINDOW} ORDER BY timestamp, created_at, id
 """  # noqa: S608
 ENTRIES = f"""
-SELECT account, currency, seq, transaction_id, kind, amount, posted, pending_in,
-       pending_out, timestamp
-FROM entries WHERE tenant = $1 AND {_WINDOW} ORDER BY account, currency, timestamp, seq
+SELECT {JOURNAL_COLUMNS} FROM entries WHERE tenant = $1 AND {_WINDOW} ORDER BY {JOURNAL_ORDER}
 """  # noqa: S608
 ACCOUNTS = f"SELECT {ACCOUNT_COLUMNS} FROM accounts a WHERE tenant = $1 ORDER BY id"  # noqa: S608
 PREFETCH = 1000

@@ -10,6 +10,14 @@ TRANSACTION_COLUMNS = ", ".join(TRANSACTION_FIELDS)
 # An account's own columns, as `account_from_row` reads them (the table named `a`).
 ACCOUNT_COLUMNS = "a.id, a.balance_rule, a.data, a.created_at, a.keys, a.key_history"
 
+# A journal row's columns, as the audit and the export read them, and the journal's key
+# order within a tenant (migration 0009): for each account and currency, `seq`'s order.
+JOURNAL_COLUMNS = (
+    "account, currency, seq, transaction_id, kind, amount, posted, pending_in, pending_out,"
+    " timestamp"
+)
+JOURNAL_ORDER = "account, currency, timestamp, seq"
+
 # `[[tenant, id], ...]` as rows (see `keys_param`).
 TRANSACTION_KEYS = """(SELECT k ->> 0 AS tenant, k ->> 1 AS id
     FROM json_array_elements(CAST(:transactions AS json)) AS k)"""
