@@ -3,8 +3,11 @@
 Calls the store's `run_batch` directly with batches of uniform immediate transfers
 between 10,000 funded accounts, one batch at a time, and prints the CPU each transfer
 costs this process (validation excluded: drafts are made before the clock starts) and
-PostgreSQL (every backend of the store, read from /proc), with the wall time per batch.
-Embedded PostgreSQL unless FLUSH_DATABASE_URL is set.
+PostgreSQL (every backend of the store, read from /proc), the WAL it wrote, and the wall
+time per batch (mean, median and the slowest).
+Embedded PostgreSQL unless FLUSH_DATABASE_URL is set. FLUSH_SQL, if set, runs once after
+the migrations (say, `DROP INDEX transactions_lines`), to weigh what a table or an index
+costs the write.
 """
 
 from __future__ import annotations
@@ -55,6 +58,9 @@ def random_transfer() -> Group:
 
 
 async def measure(store: PostgresStore) -> None:
+    if setup := os.environ.get("FLUSH_SQL"):
+        async with store.connection() as connection:
+            await connection.raw.execute(setup)
     await store.ensure_accounts([TENANT])
     for low in range(0, ACCOUNTS, 256):
         await store.run_batch(
@@ -79,19 +85,35 @@ async def measure(store: PostgresStore) -> None:
             )
             backends = [Path(f"/proc/{row.pid}") for row in rows]
         batches = [[random_transfer() for _ in range(size)] for _ in range(count)]
+        wal_before = await wal_position(store)
         pg = sum(map(cpu_seconds, backends))
-        client, wall = time.process_time(), time.perf_counter()
+        client, times = time.process_time(), []
         for batch in batches:
+            started = time.perf_counter()
             await store.run_batch(batch)
+            times.append(time.perf_counter() - started)
         pg = sum(map(cpu_seconds, backends)) - pg
         client = time.process_time() - client
-        wall = time.perf_counter() - wall
+        wal = await wal_position(store) - wal_before
         done = size * count
+        times.sort()
         print(
             f"{size:>4} a batch: this process {client / done * 1e6:6.0f} us,"
             f" PostgreSQL {pg / done * 1e6:6.0f} us per transfer;"
-            f" {wall / count * 1e3:6.2f} ms a batch"
+            f" WAL {wal / done:5.0f} bytes a transfer;"
+            f" a batch {sum(times) / count * 1e3:6.2f} ms, median"
+            f" {times[count // 2] * 1e3:6.2f}, slowest {times[-1] * 1e3:6.2f}"
         )
+
+
+async def wal_position(store: PostgresStore) -> int:
+    """PostgreSQL's WAL insert position in bytes: what the batches wrote, exactly,
+    where CPU time moves with the machine's pace."""
+    async with store.connection() as connection:
+        position: int = (
+            await connection.execute("SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn")
+        ).scalar()
+    return int(position)
 
 
 async def main(database_url: str) -> None:

@@ -3,7 +3,7 @@
 Starts the real service (2 workers) on embedded PostgreSQL and Valkey (or
 BENCH_DATABASE_URL / BENCH_REDIS_URL), loads rows in stages with set-based SQL (the
 search path reads what the write path stores, in the same shape), and prints the p50/p99
-latency over HTTP of four queries at each size. Usage: `make bench-search`.
+latency over HTTP of six queries at each size. Usage: `make bench-search`.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from app.models.rows import encode_cursor
 from integration_tests.server import Backends, Service
 
 ACCOUNTS = 10_000
@@ -72,6 +74,18 @@ FROM transactions t, jsonb_array_elements(t.lines) l
 WHERE t.tenant = 'test' AND t.id >= $1 AND t.id < $2
 """
 
+# Each transaction's two entries, as the journal keeps them (the balances after an entry
+# are not the running sums here: the pages read the same rows whatever they hold).
+LOAD_ENTRIES = """
+INSERT INTO entries (tenant, account, currency, seq, transaction_id, kind, amount, posted,
+                     pending_in, pending_out, timestamp)
+SELECT t.tenant, l.value ->> 'account', 'USD', 2 * substr(t.id, 4)::bigint + l.ordinality,
+       t.id, 'post', (l.value ->> 'amount')::numeric, (l.value ->> 'amount')::numeric, 0, 0,
+       t.timestamp
+FROM transactions t, jsonb_array_elements(t.lines) WITH ORDINALITY AS l
+WHERE t.tenant = 'test' AND t.id >= $1 AND t.id < $2
+"""
+
 
 async def load(database_url: str, start: int, stop: int) -> None:
     connection = await asyncpg.connect(database_url)
@@ -83,29 +97,43 @@ async def load(database_url: str, start: int, stop: int) -> None:
             high = min(stop, low + LOAD_BATCH)
             await connection.execute(LOAD_TRANSACTIONS, low, high, ACCOUNTS)
             await connection.execute(LOAD_POSTINGS, f"tx-{low:08d}", f"tx-{high:08d}")
+            await connection.execute(LOAD_ENTRIES, f"tx-{low:08d}", f"tx-{high:08d}")
         await connection.execute("VACUUM ANALYZE transactions")
         await connection.execute("VACUUM ANALYZE accounts")
         await connection.execute("VACUUM ANALYZE balances")
+        await connection.execute("VACUUM ANALYZE entries")
         # NOTE: flush the load now, so that its checkpoint does not land in a measurement.
         await connection.execute("CHECKPOINT")
     finally:
         await connection.close()
 
 
-Request = Callable[[random.Random], tuple[str, str, dict[str, Any] | None]]
+# A request for a ledger of `size` transactions.
+Request = Callable[[random.Random, int], tuple[str, str, dict[str, Any] | None]]
 
 QUERIES: dict[str, Request] = {
-    "account page": lambda r: (
+    "account page": lambda r, size: (
         "GET",
         "/v1/transactions",
         {"params": {"account": f"acct-{r.randrange(ACCOUNTS):05d}", "limit": "100"}},
     ),
-    "terms": lambda r: (
+    "journal page": lambda r, size: (
+        "GET",
+        f"/v1/accounts/acct-{r.randrange(ACCOUNTS):05d}/entries",
+        {"params": {"limit": "100"}},
+    ),
+    # From a cursor at a random instant of the loaded history: a page from the middle.
+    "journal page, after": lambda r, size: (
+        "GET",
+        f"/v1/accounts/acct-{r.randrange(ACCOUNTS):05d}/entries",
+        {"params": {"limit": "100", "after": journal_cursor(r.randrange(size))}},
+    ),
+    "terms": lambda r, size: (
         "POST",
         "/v1/transactions/_search",
         {"json": {"query": {"must": {"terms": [{"kind": f"kind-{r.randrange(KINDS)}"}]}}}},
     ),
-    "ranges": lambda r: (
+    "ranges": lambda r, size: (
         "POST",
         "/v1/transactions/_search",
         {
@@ -118,7 +146,7 @@ QUERIES: dict[str, Request] = {
             }
         },
     ),
-    "balance.USD > 0": lambda r: (
+    "balance.USD > 0": lambda r, size: (
         "POST",
         "/v1/accounts/_search",
         {"json": {"query": {"must": {"fields": [{"balance.USD": {"gt": r.randrange(500)}}]}}}},
@@ -126,16 +154,22 @@ QUERIES: dict[str, Request] = {
 }
 
 
+def journal_cursor(n: int) -> str:
+    """The cursor of transaction n's first entry, as the journal page makes it."""
+    at = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(milliseconds=n)
+    return encode_cursor([at.isoformat(), "USD", 2 * n + 1])
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def measure(client: httpx.AsyncClient, request: Request) -> tuple[float, float]:
+async def measure(client: httpx.AsyncClient, request: Request, size: int) -> tuple[float, float]:
     rng = random.Random(42)
     latencies = []
     for i in range(SAMPLES + 10):
-        method, path, kwargs = request(rng)
+        method, path, kwargs = request(rng, size)
         started = time.perf_counter()
         response = await client.request(method, path, **(kwargs or {}))
         elapsed = (time.perf_counter() - started) * 1000
@@ -156,7 +190,7 @@ async def run(backends: Backends, service: Service) -> dict[str, Any]:
             loaded = size
             print(f"loaded {size:>9,} transactions in {time.perf_counter() - started:6.1f} s")
             for name, request in QUERIES.items():
-                p50, p99 = await measure(c, request)
+                p50, p99 = await measure(c, request, size)
                 results.setdefault(name, {})[size] = (p50, p99)
                 print(f"  {name:<16} p50 {p50:7.2f} ms   p99 {p99:7.2f} ms")
     return results

@@ -34,6 +34,35 @@ async def test_entries_page_oldest_first_across_currencies(api: httpx.AsyncClien
     assert usd["next"] is None
 
 
+async def test_entries_at_one_instant_page_by_currency(api: httpx.AsyncClient, uid, fund):
+    """A transaction's entries share its instant: the page orders them by currency, and a
+    cursor in the middle of them goes on with the next currency, not the next instant."""
+    alice = uid("alice")
+    await fund(alice, "1", "EUR")
+    currencies = ["USD", "BTC", "EUR", "CHF"]
+    lines = [{"account": alice, "currency": c, "amount": str(i + 1)}
+             for i, c in enumerate(currencies)]  # fmt: skip
+    lines += [{"account": "@world", "currency": c, "amount": f"-{i + 1}"}
+              for i, c in enumerate(currencies)]  # fmt: skip
+    made = await api.post("/v1/transactions/immediate", json={"lines": lines})
+    assert made.status_code == 201, made.text
+    await fund(alice, "7", "BTC")
+    seen, after = [], None
+    while True:
+        params = {"limit": "1"} | ({"after": after} if after else {})
+        page = (await api.get(f"/v1/accounts/{alice}/entries", params=params)).json()
+        seen += page["items"]
+        after = page["next"]
+        if after is None:
+            break
+    assert [(e["currency"], e["amount"], e["seq"]) for e in seen] == [
+        ("EUR", "1", 1),
+        ("BTC", "2", 1), ("CHF", "4", 1), ("EUR", "3", 2), ("USD", "1", 1),
+        ("BTC", "7", 2),
+    ]  # fmt: skip
+    assert len({e["timestamp"] for e in seen[1:5]}) == 1
+
+
 async def test_entries_of_last_page_has_null_next(api: httpx.AsyncClient, uid, fund):
     alice = uid("alice")
     await fund(alice, "1")

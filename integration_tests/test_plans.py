@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from app.models.connections import KEYED_PLANS, positional
-from app.models.statements import DUE_HOLDS, KEYED_STATEMENTS, LOCK_HEADS
+from app.models.statements import DUE_HOLDS, KEYED_STATEMENTS, LOCK_HEADS, WRITE_PLAN
 from integration_tests.server import Backends
 
 
@@ -33,16 +33,34 @@ async def test_keyed_statements_never_scan_a_table(
     assert "Seq Scan" not in plan, plan
 
 
-async def test_a_batch_that_recorded_fewer_rows_than_it_meant_rolls_back(
-    backends: Backends, api: httpx.AsyncClient
+async def test_a_write_of_an_id_recorded_meanwhile_raises_and_writes_nothing(
+    backends: Backends, api: httpx.AsyncClient, uid, fund
 ) -> None:
-    """Its write and COMMIT travel together, so the database itself refuses to commit
-    when another process recorded one of its ids first; the batch then runs again."""
-    connection = await asyncpg.connect(backends.database_url)
+    """Another process may record one of a batch's new ids between the batch's read and
+    its write: the insert raises unique_violation (then the batch runs again and finds the
+    id taken, `run_batch`), and nothing of the write is left."""
+    taken, new, account = uid("taken"), uid("new"), uid("raced")
+    credit = {"id": taken, "type": "CREDIT", "account": account, "currency": "USD", "amount": "1"}
+    made = await api.post("/v1/transactions/immediate", json=credit)
+    assert made.status_code == 201, made.text
+    now = "2026-01-01T00:00:00Z"
+    row = {"tenant": "test", "status": "COMPLETED", "mode": "immediate", "lines": [],
+           "data": {}, "timestamp": now, "timestamp_given": False, "created_at": now,
+           "fingerprint": "", "history": []}  # fmt: skip
+    posting = {"tenant": "test", "account": account, "timestamp": now, "transaction_id": new}
+    rows = {"inserts": [{**row, "id": new}, {**row, "id": taken}], "postings": [posting]}
+    sql, params = positional(WRITE_PLAN)
+    connection = await asyncpg.connect(backends.database_url, server_settings=KEYED_PLANS)
     try:
-        assert await connection.fetchval("SELECT twofold_expect_recorded(2, 2)") == 2
         with pytest.raises(asyncpg.UniqueViolationError):
-            await connection.fetchval("SELECT twofold_expect_recorded(1, 2)")
+            await connection.execute(sql, *(json.dumps(rows.get(name, [])) for name in params))
+        recorded = await connection.fetch(
+            "SELECT transaction_id FROM transaction_accounts WHERE tenant = 'test' AND account = $1"
+            " UNION ALL SELECT id FROM transactions WHERE tenant = 'test' AND id = $2",
+            account,
+            new,
+        )
+        assert [r[0] for r in recorded] == [taken]
     finally:
         await connection.close()
 

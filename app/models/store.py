@@ -40,6 +40,8 @@ from app.models.rows import (
 from app.models.statements import (
     ACCOUNT_COLUMNS,
     DUE_HOLDS,
+    JOURNAL_AFTER,
+    JOURNAL_PAGE,
     READ_ACCOUNT,
     READ_BALANCES_AT,
     READ_TRANSACTION,
@@ -259,21 +261,9 @@ class PostgresStore(Database):
         keyset = ""
         if after is not None:
             params["a_ts"], params["a_currency"], params["a_seq"] = entry_key(after)
-            keyset = " AND (timestamp, currency, seq) > (:a_ts, :a_currency, :a_seq)"
+            keyset = JOURNAL_AFTER
         async with self.scan_connection() as connection:
-            rows = list(
-                await connection.execute(
-                    (
-                        "SELECT seq, transaction_id, currency, amount, kind, posted,"
-                        " pending_in, pending_out, timestamp FROM entries"
-                        " WHERE tenant = :tenant AND account = :id"
-                        "   AND (CAST(:currency AS text) IS NULL OR currency = :currency)"
-                        + keyset
-                        + " ORDER BY timestamp, currency, seq LIMIT :limit"
-                    ),
-                    params,
-                )
-            )
+            rows = list(await connection.execute(JOURNAL_PAGE.format(after=keyset), params))
         page = [EntryRow(*row) for row in rows[:limit]]
         cursor = None
         if len(rows) > limit:

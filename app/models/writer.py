@@ -41,11 +41,8 @@ from app.models.statements import (
 # COMMIT travel together in one simple query (asyncpg cannot pipeline two statements).
 WRITE_STATEMENT = "twofold_write"
 _WRITE_SQL, _WRITE_PARAMS = positional(WRITE_PLAN)
-PREPARE_WRITE = (
-    f"PREPARE {WRITE_STATEMENT} ("
-    + ", ".join("bigint" if name == "expected" else "json" for name in _WRITE_PARAMS)
-    + f") AS {_WRITE_SQL}"
-)
+_WRITE_TYPES = ", ".join(["json"] * len(_WRITE_PARAMS))  # each table's rows, as JSON
+PREPARE_WRITE = f"PREPARE {WRITE_STATEMENT} ({_WRITE_TYPES}) AS {_WRITE_SQL}"
 APPEND_STATEMENT = "twofold_append"
 APPEND_TYPES = ("text", "text", "timestamptz", "text", "text")
 PREPARE_APPEND = (
@@ -118,13 +115,11 @@ class Writer:
         await write_and_commit(self.connection, plan, unused, changes)
 
 
-def write_values(plan: Plan, unused: Sequence[AccountKey]) -> list[Any]:
-    """WRITE_PLAN's parameters, in order: the plan's rows, the accounts to drop, and how
-    many new transactions it must record."""
-    params: dict[str, Any] = {
+def write_values(plan: Plan, unused: Sequence[AccountKey]) -> list[str]:
+    """WRITE_PLAN's parameters, in order: the plan's rows and the accounts to drop."""
+    params = {
         **plan_params(plan),
         "unused": json_rows([{"tenant": t, "account": a} for t, a in unused]),
-        "expected": len(plan.inserts),
     }
     return [params[name] for name in _WRITE_PARAMS]
 
@@ -151,10 +146,9 @@ async def write_and_commit(
         await _write_large(connection, values, changes)
         return
     log = append_params(changes)
-    texts = [*(v for v in values if isinstance(v, str)), *log["prefixes"], *log["suffixes"],
-             *log["tenants"]]  # fmt: skip
+    texts = [*values, *log["prefixes"], *log["suffixes"], *log["tenants"]]
     tag = _dollar_tag(texts)
-    literals = ", ".join(f"{tag}{v}{tag}" if isinstance(v, str) else str(int(v)) for v in values)
+    literals = ", ".join(f"{tag}{v}{tag}" for v in values)
     append = ""
     if changes:
         log["instants"] = [format_instant(at) for at in log["instants"]]
@@ -176,7 +170,7 @@ LARGE_MIN = 64
 
 
 async def _write_large(
-    connection: Connection, values: list[Any], changes: Sequence[Change]
+    connection: Connection, values: list[str], changes: Sequence[Change]
 ) -> None:
     """The write, the log and the commit of a large plan. Its events are rendered while
     PostgreSQL runs the write: both are under the balance locks, which bound how many
