@@ -65,11 +65,12 @@ async def test_a_write_of_an_id_recorded_meanwhile_raises_and_writes_nothing(
         await connection.close()
 
 
-async def test_locking_heads_reads_a_rule_only_where_it_was_not_read_before(
+async def test_locking_heads_answers_only_what_changed_since_it_was_read(
     backends: Backends, api: httpx.AsyncClient, uid, fund
 ) -> None:
-    """The rule read unlocked comes back as given; a head whose rule was not read (its
-    account committed after that read) gets its account's rule."""
+    """A head at the version read unlocked comes back as its ordinal, one that moved
+    since (or was not read) as a row; a rule is read only for a head whose rule was not
+    read (its account committed after that read). The clock comes last, after the locks."""
     account = uid("locked")
     response = await api.post("/v1/accounts", json={"id": account, "balance_rule": "any"})
     assert response.status_code == 201, response.text
@@ -78,16 +79,25 @@ async def test_locking_heads_reads_a_rule_only_where_it_was_not_read_before(
     connection = await asyncpg.connect(backends.database_url, server_settings=KEYED_PLANS)
     try:
         async with connection.transaction():
-            unread = json.dumps([["test", account, "USD", None]])
-            [row] = await connection.fetch(sql, unread)
-            assert (row["account"], row["balance_rule"], row["posted"]) == (account, "any", 5)
+            before = await connection.fetchval("SELECT clock_timestamp()")
+            unread = json.dumps([["test", account, "USD", None, None]])
+            [row, last] = await connection.fetch(sql, unread)
+            assert (row["account"], row["balance_rule"], row["posted"], row["version"]) == (
+                account, "any", 5, 1)  # fmt: skip
+            assert (last["unchanged"], last["now"] > before) == ([], True)
             # A rule given is not read again: here one the account does not have, to tell.
-            given = json.dumps(
-                [["test", "@world", "USD", None], ["test", account, "USD", "non_negative"]]
-            )
-            rows = await connection.fetch(sql, given)
-            assert sorted((r["account"], r["balance_rule"]) for r in rows) == [
+            given = json.dumps([["test", "@world", "USD", None, None],
+                                ["test", account, "USD", "non_negative", 0]])  # fmt: skip
+            *rows, last = await connection.fetch(sql, given)
+            assert [(r["account"], r["balance_rule"]) for r in rows] == [
                 ("@world", "any"), (account, "non_negative")]  # fmt: skip
+            assert last["unchanged"] == []
+            # At the version read, it is only its ordinal among the keys given.
+            read = json.dumps([["test", "@world", "USD", None, None],
+                               ["test", account, "USD", "any", 1]])  # fmt: skip
+            *rows, last = await connection.fetch(sql, read)
+            assert [r["account"] for r in rows] == ["@world"]
+            assert last["unchanged"] == [2]
     finally:
         await connection.close()
 

@@ -29,7 +29,7 @@ def _lines(value: Any) -> tuple[Line, ...]:
     return tuple(Line(x["account"], x["currency"], Decimal(x["amount"])) for x in json_value(value))
 
 
-def keys_param(keys: Sequence[tuple[str | None, ...]]) -> str:
+def keys_param(keys: Sequence[tuple[str | int | None, ...]]) -> str:
     """Row keys as one JSON array of arrays (see TRANSACTION_KEYS, LOCK_HEADS).
 
     NOTE: asyncpg checks every element of a text[] parameter against two abstract base

@@ -96,11 +96,19 @@ class Writer:
     async def lock_heads(
         self, keys: Sequence[HeadKey], read: Mapping[HeadKey, Head]
     ) -> tuple[dict[HeadKey, Head], datetime]:
-        rules = [(*key, head.rule.value if (head := read.get(key)) else None) for key in keys]
-        locked = list(await self.connection.execute(LOCK_HEADS, {"heads": keys_param(rules)}))
-        if not locked:
-            return {}, await self.clock()
-        return {head_key(r): head_from_row(r) for r in locked}, max(r["now"] for r in locked)
+        given = [(*key, head.rule.value, head.version) if (head := read.get(key))
+                 else (*key, None, None) for key in keys]  # fmt: skip
+        heads, now = {}, None
+        for r in await self.connection.execute(LOCK_HEADS, {"heads": keys_param(given)}):
+            if r["now"] is None:
+                heads[head_key(r)] = head_from_row(r)
+                continue
+            now = r["now"]
+            for n in r["unchanged"]:
+                key = keys[n - 1]
+                heads[key] = read[key]
+        assert now is not None  # the aggregate's row
+        return heads, now
 
     async def clock(self) -> datetime:
         now: datetime = (await self.connection.execute("SELECT clock_timestamp()")).scalar()
