@@ -20,7 +20,7 @@ JOURNAL_ORDER = "account, currency, timestamp, seq"
 
 # `[[tenant, id], ...]` as rows (see `keys_param`).
 TRANSACTION_KEYS = """(SELECT k ->> 0 AS tenant, k ->> 1 AS id
-    FROM json_array_elements(CAST(:transactions AS json)) AS k)"""
+    FROM jsonb_array_elements(CAST(:transactions AS jsonb)) AS k)"""
 
 # Record and check in one statement, the first of a batch: find which ids new documents
 # claim are taken already (answered as rows with `taken` set, to be locked next); read the
@@ -35,7 +35,7 @@ WITH taken AS MATERIALIZED (
     JOIN transactions t ON t.tenant = k.tenant AND t.id = k.id
 ), wanted AS (
     SELECT DISTINCT h ->> 0 AS tenant, h ->> 1 AS account, h ->> 2 AS currency
-    FROM json_array_elements(CAST(:heads AS json)) AS h
+    FROM jsonb_array_elements(CAST(:heads AS jsonb)) AS h
     WHERE NOT EXISTS (SELECT 1 FROM taken WHERE taken.tenant = h ->> 0 AND taken.id = h ->> 3)
 ), found AS MATERIALIZED (
     SELECT k.tenant, k.account, k.currency, a.balance_rule, b.posted, b.pending_in,
@@ -98,7 +98,7 @@ WITH locked AS MATERIALIZED (
                AS balance_rule,
            b.posted, b.pending_in, b.pending_out, b.version, b.last_ts,
            b.version = CAST(k.value ->> 4 AS bigint) AS same
-    FROM json_array_elements(CAST(:heads AS json)) WITH ORDINALITY AS k(value, n)
+    FROM jsonb_array_elements(CAST(:heads AS jsonb)) WITH ORDINALITY AS k(value, n)
     JOIN balances b ON b.tenant = k.value ->> 0 AND b.account = k.value ->> 1
                    AND b.currency = k.value ->> 2
     ORDER BY b.tenant, b.account, b.currency
@@ -118,7 +118,7 @@ FROM locked
 LOCK_OWNERS = """
 SELECT a.tenant, a.id, a.keys FROM accounts a
 WHERE (a.tenant, a.id) IN (
-    SELECT k ->> 0, k ->> 1 FROM json_array_elements(CAST(:accounts AS json)) AS k)
+    SELECT k ->> 0, k ->> 1 FROM jsonb_array_elements(CAST(:accounts AS jsonb)) AS k)
   AND a.keys <> '[]'
 ORDER BY a.tenant, a.id
 FOR SHARE
@@ -127,13 +127,15 @@ FOR SHARE
 # One statement writes a whole group commit: heads, journal, rows (with their history),
 # postings.
 # NOTE: each table's rows arrive as one JSON array of objects: encoding them is one
-# msgspec call, where binding ~45 typed arrays cost asyncpg ~30 us per transfer.
+# msgspec call, where binding ~45 typed arrays cost asyncpg ~30 us per transfer. As
+# `jsonb`, every statement here: PostgreSQL parses it once (a `json` parameter was parsed
+# on receipt, again by the statement, and its `jsonb` fields a third time).
 WRITE_PLAN = """
 WITH heads AS (
     UPDATE balances b
     SET posted = v.posted, pending_in = v.pending_in, pending_out = v.pending_out,
         version = v.version, last_ts = v.last_ts
-    FROM json_to_recordset(CAST(:heads AS json))
+    FROM jsonb_to_recordset(CAST(:heads AS jsonb))
          AS v(tenant text, account text, currency text, posted numeric, pending_in numeric,
               pending_out numeric, version bigint, last_ts timestamptz)
     WHERE b.tenant = v.tenant AND b.account = v.account AND b.currency = v.currency
@@ -142,7 +144,7 @@ WITH heads AS (
                          posted, pending_in, pending_out, timestamp)
     SELECT v.tenant, v.account, v.currency, v.seq, v.transaction_id, v.kind, v.amount,
            v.posted, v.pending_in, v.pending_out, v.timestamp
-    FROM json_to_recordset(CAST(:entries AS json))
+    FROM jsonb_to_recordset(CAST(:entries AS jsonb))
          AS v(tenant text, account text, currency text, seq bigint, transaction_id text,
               kind text, amount numeric, posted numeric, pending_in numeric,
               pending_out numeric, timestamp timestamptz)
@@ -153,7 +155,7 @@ WITH heads AS (
     SELECT v.tenant, v.id, v.status, v.mode, v.lines, v.data, v.timestamp,
            v.timestamp_given, v.created_at, v.expires_at, v.failure, v.reverses,
            v.reversal_id, v.fingerprint, v.history
-    FROM json_to_recordset(CAST(:inserts AS json))
+    FROM jsonb_to_recordset(CAST(:inserts AS jsonb))
          AS v(tenant text, id text, status text, mode text, lines jsonb, data jsonb,
               timestamp timestamptz, timestamp_given boolean, created_at timestamptz,
               expires_at timestamptz, failure jsonb, reverses text, reversal_id text,
@@ -168,19 +170,19 @@ WITH heads AS (
     UPDATE transactions t
     SET status = v.status, failure = v.failure, reversal_id = v.reversal_id,
         history = v.history
-    FROM json_to_recordset(CAST(:updates AS json))
+    FROM jsonb_to_recordset(CAST(:updates AS jsonb))
          AS v(tenant text, id text, status text, failure jsonb, reversal_id text,
               history jsonb)
     WHERE t.tenant = v.tenant AND t.id = v.id
 ), listed AS (
     INSERT INTO transaction_accounts (tenant, account, timestamp, transaction_id)
     SELECT v.tenant, v.account, v.timestamp, v.transaction_id
-    FROM json_to_recordset(CAST(:postings AS json))
+    FROM jsonb_to_recordset(CAST(:postings AS jsonb))
          AS v(tenant text, account text, timestamp timestamptz, transaction_id text)
 ), unused AS (
     -- Accounts this batch created that no recorded transaction names (`unrecorded`).
     DELETE FROM accounts a
-    USING json_to_recordset(CAST(:unused AS json)) AS v(tenant text, account text)
+    USING jsonb_to_recordset(CAST(:unused AS jsonb)) AS v(tenant text, account text)
     WHERE a.tenant = v.tenant AND a.id = v.account
     RETURNING a.tenant, a.id
 ), unused_balances AS (

@@ -41,7 +41,7 @@ from app.models.statements import (
 # COMMIT travel together in one simple query (asyncpg cannot pipeline two statements).
 WRITE_STATEMENT = "twofold_write"
 _WRITE_SQL, _WRITE_PARAMS = positional(WRITE_PLAN)
-_WRITE_TYPES = ", ".join(["json"] * len(_WRITE_PARAMS))  # each table's rows, as JSON
+_WRITE_TYPES = ", ".join(["jsonb"] * len(_WRITE_PARAMS))  # each table's rows, as JSON
 PREPARE_WRITE = f"PREPARE {WRITE_STATEMENT} ({_WRITE_TYPES}) AS {_WRITE_SQL}"
 APPEND_STATEMENT = "twofold_append"
 APPEND_TYPES = ("text", "text", "timestamptz", "text", "text")
