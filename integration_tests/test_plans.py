@@ -44,11 +44,13 @@ async def test_a_write_of_an_id_recorded_meanwhile_raises_and_writes_nothing(
     made = await api.post("/v1/transactions/immediate", json=credit)
     assert made.status_code == 201, made.text
     now = "2026-01-01T00:00:00Z"
-    row = {"tenant": "test", "status": "COMPLETED", "mode": "immediate", "lines": [],
-           "data": {}, "timestamp": now, "timestamp_given": False, "created_at": now,
-           "fingerprint": "", "history": []}  # fmt: skip
-    posting = {"tenant": "test", "account": account, "timestamp": now, "transaction_id": new}
-    rows = {"inserts": [{**row, "id": new}, {**row, "id": taken}], "postings": [posting]}
+
+    def row(id_: str) -> list[object]:  # in the columns' order of WRITE_PLAN's inserts
+        return ["test", id_, "COMPLETED", "immediate", [], {}, now, False, now, None, None,
+                None, None, "", []]  # fmt: skip
+
+    posting = ["test", account, now, new]
+    rows = {"inserts": [row(new), row(taken)], "postings": [posting]}
     sql, params = positional(WRITE_PLAN)
     connection = await asyncpg.connect(backends.database_url, server_settings=KEYED_PLANS)
     try:
@@ -63,6 +65,28 @@ async def test_a_write_of_an_id_recorded_meanwhile_raises_and_writes_nothing(
         assert [r[0] for r in recorded] == [taken]
     finally:
         await connection.close()
+
+
+async def test_the_write_stores_an_absent_value_as_null(
+    backends: Backends, api: httpx.AsyncClient, uid
+) -> None:
+    """The write's rows are JSON arrays: a value absent from a transaction (no failure,
+    no expiry, nothing reversed) must be SQL NULL in its row, whatever the column's type,
+    not a JSON `null` in a jsonb column."""
+    made = await api.post("/v1/transactions/immediate", json={
+        "type": "CREDIT", "account": uid("nulls"), "currency": "USD", "amount": "1"})  # fmt: skip
+    assert made.status_code == 201, made.text
+    connection = await asyncpg.connect(backends.database_url)
+    try:
+        row = await connection.fetchrow(
+            "SELECT failure IS NULL AS failure, expires_at IS NULL AS expires_at,"
+            " reverses IS NULL AS reverses, reversal_id IS NULL AS reversal_id"
+            " FROM transactions WHERE tenant = 'test' AND id = $1",
+            made.json()["id"],
+        )
+    finally:
+        await connection.close()
+    assert dict(row) == dict.fromkeys(("failure", "expires_at", "reverses", "reversal_id"), True)
 
 
 async def test_locking_heads_answers_only_what_changed_since_it_was_read(

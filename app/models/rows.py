@@ -134,40 +134,31 @@ def json_rows(rows: list[Any]) -> str:
 
 
 def plan_params(plan: Plan) -> dict[str, str]:
-    """The rows of a plan, one JSON text per table (see WRITE_PLAN)."""
-    heads = [
-        {"tenant": key[0], "account": h.account, "currency": h.currency, "posted": h.posted,
-         "pending_in": h.pending_in, "pending_out": h.pending_out, "version": h.version,
-         "last_ts": h.last_ts}
-        for key, h in plan.heads.items()
-    ]  # fmt: skip
+    """The rows of a plan, one JSON text per table, each row an array of its values in
+    the order of WRITE_PLAN's columns for the table."""
+    heads = [(key[0], h.account, h.currency, h.posted, h.pending_in, h.pending_out, h.version,
+              h.last_ts) for key, h in plan.heads.items()]  # fmt: skip
     entries = [
-        {"tenant": r.tenant, "account": r.entry.account, "currency": r.entry.currency,
-         "seq": r.entry.seq, "transaction_id": r.transaction_id, "kind": r.entry.kind,
-         "amount": r.entry.amount, "posted": r.entry.posted, "pending_in": r.entry.pending_in,
-         "pending_out": r.entry.pending_out, "timestamp": r.timestamp}
+        (r.tenant, r.entry.account, r.entry.currency, r.entry.seq, r.transaction_id,
+         r.entry.kind, r.entry.amount, r.entry.posted, r.entry.pending_in, r.entry.pending_out,
+         r.timestamp)
         for r in plan.entries
     ]  # fmt: skip
     inserts = [
-        {"tenant": key[0], "id": t.id, "status": t.status, "mode": t.mode, "lines": t.lines,
-         "data": t.data, "timestamp": t.timestamp, "timestamp_given": t.timestamp_given,
-         "created_at": t.created_at, "expires_at": t.expires_at, "failure": t.failure,
-         "reverses": t.reverses, "reversal_id": t.reversal_id, "fingerprint": t.fingerprint,
-         "history": t.events}
+        (key[0], t.id, t.status, t.mode, t.lines, t.data, t.timestamp, t.timestamp_given,
+         t.created_at, t.expires_at, t.failure, t.reverses, t.reversal_id, t.fingerprint,
+         t.events)
         for key, t in plan.inserts.items()
     ]  # fmt: skip
-    updates = [
-        {"tenant": key[0], "id": t.id, "status": t.status, "failure": t.failure,
-         "reversal_id": t.reversal_id, "history": t.events}
-        for key, t in plan.updates.items()
-    ]  # fmt: skip
-    # Posting is a flat dataclass whose field names are the columns.
+    updates = [(key[0], t.id, t.status, t.failure, t.reversal_id, t.events)
+               for key, t in plan.updates.items()]  # fmt: skip
+    postings = [(p.tenant, p.account, p.timestamp, p.transaction_id) for p in plan.postings]
     return {
         "heads": json_rows(heads),
         "entries": json_rows(entries),
         "inserts": json_rows(inserts),
         "updates": json_rows(updates),
-        "postings": json_rows(plan.postings),
+        "postings": json_rows(postings),
     }
 
 

@@ -124,42 +124,74 @@ ORDER BY a.tenant, a.id
 FOR SHARE
 """
 
+
+def _rows(param: str, columns: str) -> str:
+    """`:param` as a table of these typed columns: a JSON array with one array per row,
+    its values in the order of `columns` (`name type, ...`).
+
+    NOTE: arrays, not objects: `jsonb` sorts and de-duplicates each object's keys, and
+    the keys were most of a row's text; a value is found by its position, unparsed again.
+    """
+    fields = []
+    for n, column in enumerate(columns.split(",")):
+        name, kind = column.split()
+        # `->>` reads a JSON null as SQL NULL; `->` would keep it, as the jsonb `null`.
+        value = f"nullif(v -> {n}, 'null')" if kind == "jsonb" else f"CAST(v ->> {n} AS {kind})"
+        fields.append(f"{value} AS {name}")
+    elements = f"jsonb_array_elements(CAST(:{param} AS jsonb)) AS v"
+    return f"(SELECT {', '.join(fields)} FROM {elements})"
+
+
+# WRITE_PLAN's rows, table by table; `plan_params` (app/models/rows.py) makes each row's
+# values in its columns' order, and an INSERT's columns are listed in the same order.
+_HEADS = _rows(
+    "heads",
+    "tenant text, account text, currency text, posted numeric, pending_in numeric, "
+    "pending_out numeric, version bigint, last_ts timestamptz",
+)
+_ENTRIES = _rows(
+    "entries",
+    "tenant text, account text, currency text, seq bigint, transaction_id text, "
+    "kind text, amount numeric, posted numeric, pending_in numeric, "
+    "pending_out numeric, timestamp timestamptz",
+)
+_INSERTS = _rows(
+    "inserts",
+    "tenant text, id text, status text, mode text, lines jsonb, data jsonb, "
+    "timestamp timestamptz, timestamp_given boolean, created_at timestamptz, "
+    "expires_at timestamptz, failure jsonb, reverses text, reversal_id text, "
+    "fingerprint text, history jsonb",
+)
+_UPDATES = _rows(
+    "updates", "tenant text, id text, status text, failure jsonb, reversal_id text, history jsonb"
+)
+_POSTINGS = _rows(
+    "postings", "tenant text, account text, timestamp timestamptz, transaction_id text"
+)
+_UNUSED = _rows("unused", "tenant text, account text")
+
 # One statement writes a whole group commit: heads, journal, rows (with their history),
 # postings.
-# NOTE: each table's rows arrive as one JSON array of objects: encoding them is one
-# msgspec call, where binding ~45 typed arrays cost asyncpg ~30 us per transfer. As
-# `jsonb`, every statement here: PostgreSQL parses it once (a `json` parameter was parsed
-# on receipt, again by the statement, and its `jsonb` fields a third time).
-WRITE_PLAN = """
+# NOTE: each table's rows arrive as one JSON text: encoding them is one msgspec call,
+# where binding ~45 typed arrays cost asyncpg ~30 us per transfer. As `jsonb`, in every
+# statement here: PostgreSQL parses it once (a `json` parameter was parsed on receipt,
+# again by the statement, and its `jsonb` fields a third time).
+WRITE_PLAN = f"""
 WITH heads AS (
     UPDATE balances b
     SET posted = v.posted, pending_in = v.pending_in, pending_out = v.pending_out,
         version = v.version, last_ts = v.last_ts
-    FROM jsonb_to_recordset(CAST(:heads AS jsonb))
-         AS v(tenant text, account text, currency text, posted numeric, pending_in numeric,
-              pending_out numeric, version bigint, last_ts timestamptz)
+    FROM {_HEADS} AS v
     WHERE b.tenant = v.tenant AND b.account = v.account AND b.currency = v.currency
 ), journal AS (
     INSERT INTO entries (tenant, account, currency, seq, transaction_id, kind, amount,
                          posted, pending_in, pending_out, timestamp)
-    SELECT v.tenant, v.account, v.currency, v.seq, v.transaction_id, v.kind, v.amount,
-           v.posted, v.pending_in, v.pending_out, v.timestamp
-    FROM jsonb_to_recordset(CAST(:entries AS jsonb))
-         AS v(tenant text, account text, currency text, seq bigint, transaction_id text,
-              kind text, amount numeric, posted numeric, pending_in numeric,
-              pending_out numeric, timestamp timestamptz)
+    SELECT * FROM {_ENTRIES} AS v
 ), inserted AS (
     INSERT INTO transactions (tenant, id, status, mode, lines, data, timestamp,
                               timestamp_given, created_at, expires_at, failure, reverses,
                               reversal_id, fingerprint, history)
-    SELECT v.tenant, v.id, v.status, v.mode, v.lines, v.data, v.timestamp,
-           v.timestamp_given, v.created_at, v.expires_at, v.failure, v.reverses,
-           v.reversal_id, v.fingerprint, v.history
-    FROM jsonb_to_recordset(CAST(:inserts AS jsonb))
-         AS v(tenant text, id text, status text, mode text, lines jsonb, data jsonb,
-              timestamp timestamptz, timestamp_given boolean, created_at timestamptz,
-              expires_at timestamptz, failure jsonb, reverses text, reversal_id text,
-              fingerprint text, history jsonb)
+    SELECT * FROM {_INSERTS} AS v
     -- Sorted, like every lock: two batches recording the same new ids never deadlock.
     -- An id another process recorded first raises unique_violation: the batch rolls
     -- back and runs again, and then finds it taken (`run_batch`). Not ON CONFLICT: its
@@ -170,19 +202,15 @@ WITH heads AS (
     UPDATE transactions t
     SET status = v.status, failure = v.failure, reversal_id = v.reversal_id,
         history = v.history
-    FROM jsonb_to_recordset(CAST(:updates AS jsonb))
-         AS v(tenant text, id text, status text, failure jsonb, reversal_id text,
-              history jsonb)
+    FROM {_UPDATES} AS v
     WHERE t.tenant = v.tenant AND t.id = v.id
 ), listed AS (
     INSERT INTO transaction_accounts (tenant, account, timestamp, transaction_id)
-    SELECT v.tenant, v.account, v.timestamp, v.transaction_id
-    FROM jsonb_to_recordset(CAST(:postings AS jsonb))
-         AS v(tenant text, account text, timestamp timestamptz, transaction_id text)
+    SELECT * FROM {_POSTINGS} AS v
 ), unused AS (
     -- Accounts this batch created that no recorded transaction names (`unrecorded`).
     DELETE FROM accounts a
-    USING jsonb_to_recordset(CAST(:unused AS jsonb)) AS v(tenant text, account text)
+    USING {_UNUSED} AS v
     WHERE a.tenant = v.tenant AND a.id = v.account
     RETURNING a.tenant, a.id
 ), unused_balances AS (

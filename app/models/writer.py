@@ -127,7 +127,7 @@ def write_values(plan: Plan, unused: Sequence[AccountKey]) -> list[str]:
     """WRITE_PLAN's parameters, in order: the plan's rows and the accounts to drop."""
     params = {
         **plan_params(plan),
-        "unused": json_rows([{"tenant": t, "account": a} for t, a in unused]),
+        "unused": json_rows(list(unused)),
     }
     return [params[name] for name in _WRITE_PARAMS]
 
