@@ -1,5 +1,6 @@
 """Transactions as values: shorthand, zero sum per currency, limits, the state machine."""
 
+import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -139,8 +140,22 @@ def test_fingerprint_reads_amounts_as_decimals() -> None:
     assert one == same != other
 
 
+def test_fingerprint_is_the_digest_stored_before() -> None:
+    """Fingerprints are stored with every transaction and compared when its id comes
+    again: the digest of the same request must never change."""
+    lines = (Line("a1", "USD", D("-1.50")), Line("@world", "USD", D("1.5")),
+             Line("b", "EUR", D("2E+3")), Line("c", "EUR", D("-2000")))  # fmt: skip
+    at = datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC)
+    assert fingerprint(Mode.PENDING, lines, '{"k":"vé"}'.encode(), at, None) == (
+        "5abfd69fc135a0199d27b7f703dc9cc3e39a63d291425c461db24547c07bf10d")  # fmt: skip
+    expires = datetime(2026, 1, 2, tzinfo=UTC)
+    assert fingerprint(Mode.IMMEDIATE, lines[:2], b"{}", None, expires) == (
+        "ce8ab7ec837e0e247d7070df5c40e4084897c10270af82a6524b7e326558282e")  # fmt: skip
+
+
 def test_new_id_is_uuid7_and_ordered() -> None:
     first, second = new_id(), new_id()
+    assert str(uuid.UUID(first)) == first
     assert first[14] == "7"
     assert first[19] in "89ab"
     assert first[:13] <= second[:13]

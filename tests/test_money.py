@@ -1,11 +1,19 @@
 """Amounts: exact parsing, limits at their edges, formatting; ids and currencies."""
 
+import random
 from decimal import Decimal
 
 import pytest
 
 from app.ledger.errors import InvalidAmount, InvalidRequest
-from app.ledger.money import check_currency, check_id, check_json, format_amount, parse_amount
+from app.ledger.money import (
+    check_amount,
+    check_currency,
+    check_id,
+    check_json,
+    format_amount,
+    parse_amount,
+)
 
 
 @pytest.mark.parametrize(
@@ -63,6 +71,34 @@ def test_parse_amount_exact(value: object, expected: Decimal) -> None:
 def test_parse_amount_rejects(value: object) -> None:
     with pytest.raises(InvalidAmount):
         parse_amount(value, "amount")
+
+
+def test_an_amount_as_text_is_held_to_the_limits_of_its_decimal() -> None:
+    """A text amount's limits are read off its digits as written; the verdict and the
+    message must be `check_amount`'s on the Decimal, zeros before and after included."""
+    rng = random.Random(13)
+    verdicts: dict[str | None, int] = {}
+    for _ in range(20_000):
+        zeros = "0" * rng.choice((0, 0, 1, 3, 25))
+        integer = zeros + "".join(rng.choice("0123456789") for _ in range(rng.randrange(23)))
+        fraction = "".join(rng.choice("0123456789") for _ in range(rng.randrange(22)))
+        fraction += "0" * rng.choice((0, 0, 2, 30))
+        text = rng.choice(("", "-", "+")) + integer + rng.choice((".", "")) + fraction
+        if not integer + fraction:
+            continue
+        expected: str | None = None
+        try:
+            check_amount(Decimal(text), "amount")
+        except InvalidAmount as error:
+            expected = error.detail
+        try:
+            parse_amount(text, "amount")
+            found = None
+        except InvalidAmount as error:
+            found = error.detail
+        assert found == expected, text
+        verdicts[expected] = verdicts.get(expected, 0) + 1
+    assert len(verdicts) == 3, verdicts  # accepted, too many of either kind of digit
 
 
 def test_largest_amount_with_38_digits_is_exact() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -120,7 +119,9 @@ def new_id() -> str:
     value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10))
     value = (value & ~(0xF << 76)) | (0x7 << 76)
     value = (value & ~(0x3 << 62)) | (0x2 << 62)
-    return str(uuid.UUID(int=value))
+    # The text `uuid.UUID` gives, without the object: it cost more than the rest.
+    text = f"{value:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def check_timestamp(timestamp: datetime, now: datetime, limits: Limits) -> None:
@@ -200,13 +201,12 @@ def fingerprint(
     expires_at: datetime | None,
 ) -> str:
     """What makes two requests with one id the same request."""
-    digest = hashlib.sha256(mode.value.encode())
-    for line in lines:
-        digest.update(f"|{line.account}|{line.currency}|{format_amount(line.amount)}".encode())
-    digest.update(b"|" + data_json)
-    digest.update(f"|{timestamp.isoformat() if timestamp else ''}".encode())
-    digest.update(f"|{expires_at.isoformat() if expires_at else ''}".encode())
-    return digest.hexdigest()
+    # One text hashed once: the same bytes, and so the same digest, as stored before.
+    head = "".join(f"|{ln.account}|{ln.currency}|{format_amount(ln.amount)}" for ln in lines)
+    tail = f"|{timestamp.isoformat() if timestamp else ''}"
+    tail += f"|{expires_at.isoformat() if expires_at else ''}"
+    text = f"{mode.value}{head}|".encode() + data_json + tail.encode()
+    return hashlib.sha256(text).hexdigest()
 
 
 def reversal_id(transaction_id: str) -> str:

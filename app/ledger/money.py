@@ -20,7 +20,9 @@ EXACT = Context(prec=80, traps=[InvalidOperation, Overflow])
 # An amount's text: ASCII only, an optional sign, digits and at most one point. No
 # exponent, no `_` separators, no spaces and no other scripts' digits, all of which
 # `Decimal()` would read.
-_AMOUNT_TEXT = re.compile(r"^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)\Z")
+_AMOUNT_TEXT = re.compile(
+    r"^[+-]?(?:(?P<integer>[0-9]+)(?:\.(?P<fraction>[0-9]*))?|\.(?P<only>[0-9]+))\Z"
+)
 _CURRENCY = re.compile(r"^[A-Za-z0-9_.:-]{1,32}\Z")
 _ID = re.compile(r"^[A-Za-z0-9_.:@/-]{1,128}\Z")
 
@@ -30,14 +32,22 @@ def parse_amount(value: object, path: str) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
         raise InvalidAmount.at(path, "an amount is a decimal string")
     if isinstance(value, str):
-        if not _AMOUNT_TEXT.match(value):
+        text = _AMOUNT_TEXT.match(value)
+        if not text:
             raise InvalidAmount.at(path, f"{value[:64]!r} is not a decimal number")
         try:
             amount = Decimal(value)
         except InvalidOperation as exc:  # pragma: no cover - the pattern rules it out
             raise InvalidAmount.at(path, "not a decimal number") from exc
-    else:
-        amount = Decimal(value)
+        # `check_amount`, read off the digits as written (a third of the cost): zeros
+        # before the integer digits or after the fraction's are not significant.
+        fraction = (text["fraction"] or text["only"] or "").rstrip("0")
+        if len(fraction) > FRACTION_DIGITS_MAX:
+            raise InvalidAmount.at(path, f"at most {FRACTION_DIGITS_MAX} fractional digits")
+        if len((text["integer"] or "").lstrip("0")) > INTEGER_DIGITS_MAX:
+            raise InvalidAmount.at(path, f"at most {INTEGER_DIGITS_MAX} integer digits")
+        return amount
+    amount = Decimal(value)
     check_amount(amount, path)
     return amount
 
