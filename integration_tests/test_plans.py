@@ -1,6 +1,7 @@
-"""The group commit's statements and the keyed reads keep one generic plan per connection:
-it must find every row by index, even when it was planned on the nearly empty tables of a
-fresh database."""
+"""The group commit's statements, run directly. They and the keyed reads keep one generic
+plan per connection: it must find every row by index, even when it was planned on the
+nearly empty tables of a fresh database. And what they do at their edges: an id recorded
+meanwhile, a value absent, a head that did or did not move since it was read."""
 
 from __future__ import annotations
 
