@@ -41,11 +41,9 @@ def parse_amount(value: object, path: str) -> Decimal:
             raise InvalidAmount.at(path, "not a decimal number") from exc
         # `check_amount`, read off the digits as written (a third of the cost): zeros
         # before the integer digits or after the fraction's are not significant.
+        integer = (text["integer"] or "").lstrip("0")
         fraction = (text["fraction"] or text["only"] or "").rstrip("0")
-        if len(fraction) > FRACTION_DIGITS_MAX:
-            raise InvalidAmount.at(path, f"at most {FRACTION_DIGITS_MAX} fractional digits")
-        if len((text["integer"] or "").lstrip("0")) > INTEGER_DIGITS_MAX:
-            raise InvalidAmount.at(path, f"at most {INTEGER_DIGITS_MAX} integer digits")
+        _check_digits(len(integer), len(fraction), path)
         return amount
     amount = Decimal(value)
     check_amount(amount, path)
@@ -64,9 +62,14 @@ def check_amount(amount: Decimal, path: str) -> None:
     while digits[-1] == 0 and exponent < 0:
         digits = digits[:-1]
         exponent += 1
-    if exponent < -FRACTION_DIGITS_MAX:
+    _check_digits(len(digits) + exponent, -exponent, path)
+
+
+def _check_digits(integer: int, fraction: int, path: str) -> None:
+    """Raise unless this many significant integer and fractional digits fit NUMERIC(38,18)."""
+    if fraction > FRACTION_DIGITS_MAX:
         raise InvalidAmount.at(path, f"at most {FRACTION_DIGITS_MAX} fractional digits")
-    if len(digits) + exponent > INTEGER_DIGITS_MAX:
+    if integer > INTEGER_DIGITS_MAX:
         raise InvalidAmount.at(path, f"at most {INTEGER_DIGITS_MAX} integer digits")
 
 
