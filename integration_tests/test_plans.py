@@ -6,6 +6,8 @@ meanwhile, a value absent, a head that did or did not move since it was read."""
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import asyncpg
 import httpx
@@ -16,19 +18,26 @@ from app.models.statements import DUE_HOLDS, KEYED_STATEMENTS, LOCK_HEADS, WRITE
 from integration_tests.server import Backends
 
 
+@asynccontextmanager
+async def keyed_connection(backends: Backends) -> AsyncIterator[asyncpg.Connection]:
+    """A connection of its own with the keyed pool's plan settings."""
+    connection = await asyncpg.connect(backends.database_url, server_settings=KEYED_PLANS)
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
 @pytest.mark.parametrize("name", sorted(KEYED_STATEMENTS))
 async def test_keyed_statements_never_scan_a_table(
     backends: Backends, api: httpx.AsyncClient, uid, fund, name: str
 ) -> None:
     await fund(uid("planned"), "1")  # some rows, as few as a new deployment has
     sql, params = positional(KEYED_STATEMENTS[name])
-    connection = await asyncpg.connect(backends.database_url, server_settings=KEYED_PLANS)
-    try:
+    async with keyed_connection(backends) as connection:
         await connection.execute(f"PREPARE planned AS {sql}")
         nulls = ", ".join("NULL" for _ in params)
         rows = await connection.fetch(f"EXPLAIN EXECUTE planned({nulls})")
-    finally:
-        await connection.close()
     plan = "\n".join(row[0] for row in rows)
     assert "Index Scan" in plan or "Index Only Scan" in plan or name == "WRITE_PLAN", plan
     assert "Seq Scan" not in plan, plan
@@ -53,8 +62,7 @@ async def test_a_write_of_an_id_recorded_meanwhile_raises_and_writes_nothing(
     posting = ["test", account, now, new]
     rows = {"inserts": [row(new), row(taken)], "postings": [posting]}
     sql, params = positional(WRITE_PLAN)
-    connection = await asyncpg.connect(backends.database_url, server_settings=KEYED_PLANS)
-    try:
+    async with keyed_connection(backends) as connection:
         with pytest.raises(asyncpg.UniqueViolationError):
             await connection.execute(sql, *(json.dumps(rows.get(name, [])) for name in params))
         recorded = await connection.fetch(
@@ -64,8 +72,6 @@ async def test_a_write_of_an_id_recorded_meanwhile_raises_and_writes_nothing(
             new,
         )
         assert [r[0] for r in recorded] == [taken]
-    finally:
-        await connection.close()
 
 
 async def test_the_write_stores_an_absent_value_as_null(
@@ -77,16 +83,13 @@ async def test_the_write_stores_an_absent_value_as_null(
     made = await api.post("/v1/transactions/immediate", json={
         "type": "CREDIT", "account": uid("nulls"), "currency": "USD", "amount": "1"})  # fmt: skip
     assert made.status_code == 201, made.text
-    connection = await asyncpg.connect(backends.database_url)
-    try:
+    async with keyed_connection(backends) as connection:
         row = await connection.fetchrow(
             "SELECT failure IS NULL AS failure, expires_at IS NULL AS expires_at,"
             " reverses IS NULL AS reverses, reversal_id IS NULL AS reversal_id"
             " FROM transactions WHERE tenant = 'test' AND id = $1",
             made.json()["id"],
         )
-    finally:
-        await connection.close()
     assert dict(row) == dict.fromkeys(("failure", "expires_at", "reverses", "reversal_id"), True)
 
 
@@ -101,30 +104,26 @@ async def test_locking_heads_answers_only_what_changed_since_it_was_read(
     assert response.status_code == 201, response.text
     await fund(account, "5")
     sql, _ = positional(LOCK_HEADS)
-    connection = await asyncpg.connect(backends.database_url, server_settings=KEYED_PLANS)
-    try:
-        async with connection.transaction():
-            before = await connection.fetchval("SELECT clock_timestamp()")
-            unread = json.dumps([["test", account, "USD", None, None]])
-            [row, last] = await connection.fetch(sql, unread)
-            assert (row["account"], row["balance_rule"], row["posted"], row["version"]) == (
-                account, "any", 5, 1)  # fmt: skip
-            assert (last["unchanged"], last["now"] > before) == ([], True)
-            # A rule given is not read again: here one the account does not have, to tell.
-            given = json.dumps([["test", "@world", "USD", None, None],
-                                ["test", account, "USD", "non_negative", 0]])  # fmt: skip
-            *rows, last = await connection.fetch(sql, given)
-            assert [(r["account"], r["balance_rule"]) for r in rows] == [
-                ("@world", "any"), (account, "non_negative")]  # fmt: skip
-            assert last["unchanged"] == []
-            # At the version read, it is only its ordinal among the keys given.
-            read = json.dumps([["test", "@world", "USD", None, None],
-                               ["test", account, "USD", "any", 1]])  # fmt: skip
-            *rows, last = await connection.fetch(sql, read)
-            assert [r["account"] for r in rows] == ["@world"]
-            assert last["unchanged"] == [2]
-    finally:
-        await connection.close()
+    async with keyed_connection(backends) as connection, connection.transaction():
+        before = await connection.fetchval("SELECT clock_timestamp()")
+        unread = json.dumps([["test", account, "USD", None, None]])
+        [row, last] = await connection.fetch(sql, unread)
+        assert (row["account"], row["balance_rule"], row["posted"], row["version"]) == (
+            account, "any", 5, 1)  # fmt: skip
+        assert (last["unchanged"], last["now"] > before) == ([], True)
+        # A rule given is not read again: here one the account does not have, to tell.
+        given = json.dumps([["test", "@world", "USD", None, None],
+                            ["test", account, "USD", "non_negative", 0]])  # fmt: skip
+        *rows, last = await connection.fetch(sql, given)
+        assert [(r["account"], r["balance_rule"]) for r in rows] == [
+            ("@world", "any"), (account, "non_negative")]  # fmt: skip
+        assert last["unchanged"] == []
+        # At the version read, it is only its ordinal among the keys given.
+        read = json.dumps([["test", "@world", "USD", None, None],
+                           ["test", account, "USD", "any", 1]])  # fmt: skip
+        *rows, last = await connection.fetch(sql, read)
+        assert [r["account"] for r in rows] == ["@world"]
+        assert last["unchanged"] == [2]
 
 
 async def test_the_expiry_sweep_reads_the_index_of_holds_with_an_expiry(
@@ -134,15 +133,12 @@ async def test_the_expiry_sweep_reads_the_index_of_holds_with_an_expiry(
     statement must still be one the index answers."""
     await fund(uid("sweep"), "1")
     sql, _ = positional(DUE_HOLDS)
-    connection = await asyncpg.connect(backends.database_url, server_settings=KEYED_PLANS)
-    try:
+    async with keyed_connection(backends) as connection:
         plan = "\n".join(r[0] for r in await connection.fetch(f"EXPLAIN {sql}", 100))
         predicate = await connection.fetchval(
             "SELECT pg_get_expr(indpred, indrelid) FROM pg_index"
             " WHERE indexrelid = 'transactions_expiring'::regclass"
         )
-    finally:
-        await connection.close()
     assert "transactions_expiring" in plan, plan
     assert "Seq Scan" not in plan, plan
     assert predicate == "(expires_at IS NOT NULL)"
