@@ -363,6 +363,7 @@ async def test_bad_queries_are_400(api: httpx.AsyncClient, target: str, body: An
         ("transactions", {"acount": "x"}),
         ("transactions", {"from": "yesterday"}),
         ("transactions", {"limit": "0"}),
+        ("transactions", {"status": "DONE"}),
         ("transactions", {"after": "%%%"}),
         ("accounts", {"account": "x"}),
         ("accounts", {"limit": "5000"}),

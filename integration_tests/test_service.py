@@ -61,6 +61,15 @@ async def test_health_ready_schema(anonymous: httpx.AsyncClient):
             assert (await anonymous.get(asset)).status_code == 200, asset
 
 
+async def test_metrics_name_their_content_type_once(anonymous: httpx.AsyncClient):
+    answer = await anonymous.get("/metrics")
+    assert answer.status_code == 200
+    kind = answer.headers["content-type"]
+    assert kind.startswith("text/plain; version=")
+    assert kind.count("charset=") == 1, kind
+    assert "twofold_requests_total" in answer.text
+
+
 async def test_schema_describes_the_real_routes(anonymous: httpx.AsyncClient):
     answer = await anonymous.get("/schema")
     assert answer.headers["content-type"].startswith("application/json")

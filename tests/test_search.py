@@ -85,6 +85,28 @@ def test_unknown_shortcut_is_refused() -> None:
         parse_page(Target.ACCOUNTS, {}, {"status": "x"})
 
 
+@pytest.mark.parametrize(
+    ("target", "params", "body"),
+    [
+        (Target.TRANSACTIONS, {"status": "DONE"}, {}),
+        (Target.TRANSACTIONS, {}, {"query": {"must": {"fields": [{"status": {"ne": "x"}}]}}}),
+        (Target.ACCOUNTS, {}, {"query": {"must": {"fields": [{"balance_rule": {"eq": "y"}}]}}}),
+    ],
+)
+def test_a_status_or_rule_that_no_item_can_have_is_refused(
+    target: Target, params: dict, body: dict
+) -> None:
+    with pytest.raises(InvalidQuery, match="is one of"):
+        parse_page(target, body, params)
+
+
+def test_a_pattern_on_status_may_name_any_text() -> None:
+    page = parse_page(
+        Target.TRANSACTIONS, {"query": {"must": {"fields": [{"status": {"like": "%ED"}}]}}}, {}
+    )
+    assert page.query.must == ((FieldTest("status", "like", "%ED"),),)
+
+
 def test_cursor_fingerprint_depends_on_tenant_and_query() -> None:
     one = parse_page(Target.TRANSACTIONS, {}, {"account": "a"}).query
     two = parse_page(Target.TRANSACTIONS, {}, {"account": "b"}).query

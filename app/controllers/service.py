@@ -23,7 +23,9 @@ class ServiceController(Controller):
     @get("/metrics", media_type="text/plain")
     async def metrics(self, store: PostgresStore) -> Response[bytes]:
         body, content_type = render(store.connections_in_use())
-        return Response(body, media_type=content_type)
+        # NOTE: as a header, not a media type: Litestar would add a second charset to
+        # Prometheus's own, which names one.
+        return Response(body, headers={"content-type": content_type})
 
     @get("/ready")
     async def ready(self, store: PostgresStore, redis: Redis) -> Response[bytes] | dict[str, str]:

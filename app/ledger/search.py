@@ -16,9 +16,10 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from app.ledger.documents import parse_instant
+from app.ledger.documents import Status, parse_instant
 from app.ledger.errors import InvalidQuery, InvalidRequest
 from app.ledger.money import JSON_DEPTH_MAX, check_currency, check_json, parse_amount
+from app.ledger.rules import Rule
 
 PAGE_LIMIT_MAX = 1000
 PAGE_LIMIT_DEFAULT = 100
@@ -29,6 +30,14 @@ COMPARISONS = frozenset({"lt", "lte", "gt", "gte", "eq", "ne"})
 PATTERNS = frozenset({"like", "notlike"})
 NULL_TESTS = frozenset({"is", "isnot"})
 LIST_TESTS = frozenset({"in", "nin"})
+
+# Text columns that hold one of a few values: a comparison with any other value could
+# only ever match nothing, so it is a mistake to say so of (`status=DONE`), not an
+# empty page.
+CHOICES: Mapping[str, tuple[str, ...]] = {
+    "status": tuple(Status),
+    "balance_rule": tuple(Rule),
+}
 
 
 class Target(StrEnum):
@@ -240,10 +249,12 @@ def _field_test(target: Target, name: str, op: str, value: object, where: str) -
         raise InvalidQuery(f"{where}: unknown field {name!r}: use {known}")
     if op in PATTERNS and kind is not ValueKind.TEXT:
         raise InvalidQuery(f"{where}: {op} compares text, and {name} is not text")
-    return FieldTest(name, op, _field_value(kind, value, where, name), currency)
+    return FieldTest(name, op, _field_value(kind, value, where, name, op), currency)
 
 
-def _field_value(kind: ValueKind, value: object, where: str, name: str) -> str | datetime | Decimal:
+def _field_value(
+    kind: ValueKind, value: object, where: str, name: str, op: str
+) -> str | datetime | Decimal:
     try:
         if kind is ValueKind.AMOUNT:
             if isinstance(value, float):
@@ -253,7 +264,11 @@ def _field_value(kind: ValueKind, value: object, where: str, name: str) -> str |
             raise InvalidQuery(f"{where}: {name} takes a string")
         if kind is ValueKind.INSTANT:
             return parse_instant(value, where)
-        return value.upper() if name == "status" else value
+        value = value.upper() if name == "status" else value
+        choices = CHOICES.get(name)
+        if choices is not None and op in COMPARISONS and value not in choices:
+            raise InvalidQuery(f"{where}: {name} is one of {', '.join(choices)}")
+        return value
     except InvalidQuery:
         raise
     except InvalidRequest as exc:
