@@ -66,9 +66,28 @@ def tune_gc() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
+def configure_logging(level_name: str) -> None:
+    """LOG_LEVEL for every logger of the process.
+
+    NOTE: the level is set on the root logger itself: `basicConfig` does nothing once
+    the server has configured logging (granian does, with one worker), and httpx's INFO
+    line for each webhook delivery then reached the log whatever LOG_LEVEL said. Those
+    lines say nothing `/metrics` and the sink's own record do not, so httpx and httpcore
+    speak only from WARNING up unless LOG_LEVEL is debug.
+    """
+    level = logging.getLevelName(level_name.upper())
+    if not isinstance(level, int):
+        level = logging.INFO
+    logging.basicConfig(level=level)
+    logging.getLogger().setLevel(level)
+    quiet = level if level <= logging.DEBUG else max(level, logging.WARNING)
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(quiet)
+
+
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings.from_env()
-    logging.basicConfig(level=settings.log_level.upper())
+    configure_logging(settings.log_level)
     store = PostgresStore(settings)
     redis = Redis.from_url(
         settings.redis_url,
