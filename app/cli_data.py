@@ -146,8 +146,8 @@ def import_(
     Accounts first (rule and data; their keys last, once nothing more is debited by the
     import), then transactions oldest first, each as its final effect: COMPLETED and
     REVERSED ones (and reversals) as immediate, open holds as pending; FAILED and VOIDED
-    ones moved nothing and are skipped. Run it again after an interruption: what is
-    recorded is found by id and skipped."""
+    ones moved nothing and are skipped. Run it again after an interruption, or after it
+    finished: what is recorded is found by id and counted as already there."""
     if not 1 <= batch <= BATCH_MAX:
         raise typer.BadParameter(f"--batch: 1 to {BATCH_MAX}")
     counts: Counter[str] = Counter()
@@ -170,8 +170,9 @@ def import_(
                     counts[f"failed ({code})" if code else "recorded"] += 1
                 progress.advance(task, size)
         _accounts(client, source, index.accounts, counts, keys=True)
-    for name in ("accounts", "recorded", "already there", "skipped"):
+    for name in ("accounts", "recorded", "already there"):
         typer.echo(f"{name}: {counts.pop(name, 0)}")
+    typer.echo(f"skipped (FAILED or VOIDED, they moved nothing): {counts.pop('skipped', 0)}")
     for name, n in sorted(counts.items()):
         typer.echo(f"{name}: {n}")
     raise typer.Exit(1 if counts else 0)
@@ -254,10 +255,32 @@ def _accounts(
         answer = client.post("/v1/accounts", json={
             "id": account["id"], "balance_rule": account["balance_rule"],
             "data": account["data"]})  # fmt: skip
-        if answer.status_code in (200, 201):
+        if answer.status_code in (200, 201) or _keyed_already(client, path, account, answer):
             counts["accounts"] += 1
         else:
             counts[f"failed ({answer.json().get('code')})"] += 1
+
+
+def _key_set(keys: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+    return {(k["id"], k["alg"], k["public_key"]) for k in keys}
+
+
+def _keyed_already(
+    client: httpx.Client, path: str, account: dict[str, Any], answer: httpx.Response
+) -> bool:
+    """Whether a create refused as `account_exists` met the account an earlier run made
+    and then keyed: the same rule and data, and the file's keys."""
+    if answer.status_code != 409 or not account["keys"]:
+        return False
+    found = client.get(path)
+    if found.status_code != 200:
+        return False
+    there = found.json()
+    return (
+        there["balance_rule"] == account["balance_rule"]
+        and there["data"] == account["data"]
+        and _key_set(there["keys"]) == _key_set(account["keys"])
+    )
 
 
 def _recorded_prefix(client: httpx.Client, source: IO[bytes], index: _Index) -> int:

@@ -22,6 +22,7 @@ import pytest
 
 from app.settings import hash_secret, parse_keys, read_env_file
 from integration_tests.server import ROOT, Backends, Service, admin, with_database
+from integration_tests.test_keys import ed25519_pair
 
 TX = "/v1/transactions"
 
@@ -94,7 +95,8 @@ async def test_a_new_tenant_signs_in_with_its_key(clients: dict[str, httpx.Async
 
 async def _history(api: httpx.AsyncClient) -> None:
     """Every kind of history: a migration's back-dated opening balances, immediate
-    transfers, a hold executed, a hold still open, a void, a failure, a reversal."""
+    transfers, a hold executed, a hold still open, a void, a failure, a reversal, and an
+    owned account paid into."""
 
     async def send(path: str, body: Any, expect: int = 201, method: str = "POST") -> None:
         answer = await api.request(method, path, json=body)
@@ -125,6 +127,10 @@ async def _history(api: httpx.AsyncClient) -> None:
     await send(f"{TX}/refund-me", None, 200, "DELETE")
     await send(f"{TX}/immediate", {"type": "CREDIT", "account": "erin", "currency": "USD",
                                    "amount": "1", "data": {"note": "ü", "n": [1, 2]}})  # fmt: skip
+    _, public_key = ed25519_pair()
+    await send("/v1/accounts", {"id": "owned", "keys": [
+        {"id": "k1", "alg": "ed25519", "public_key": public_key}]})  # fmt: skip
+    await send(f"{TX}/immediate", move("pay-owned", "bob", "owned", "1"))
 
 
 async def _accounts(api: httpx.AsyncClient) -> dict[str, dict[str, Any]]:
@@ -156,10 +162,10 @@ async def test_export_then_import_gives_the_same_balances_and_journal(
     assert exported.returncode == 0, exported.stderr
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     transactions = [x["transaction"] for x in lines if "transaction" in x]
-    assert len(transactions) == 12
+    assert len(transactions) == 13
     assert [t["timestamp"] for t in transactions] == sorted(t["timestamp"] for t in transactions)
     entries = sum("entry" in x for x in lines)
-    assert sum("account" in x for x in lines) == len(lines) - 12 - entries
+    assert sum("account" in x for x in lines) == len(lines) - 13 - entries
     as_csv = twofold("export", "--tenant", name, "--format", "csv", env=env)
     assert as_csv.returncode == 0, as_csv.stderr
     rows = as_csv.stdout.splitlines()
@@ -169,12 +175,12 @@ async def test_export_then_import_gives_the_same_balances_and_journal(
     imported = twofold("import", str(out), "--url", cli_service.base_url,
                        "--api-key", api_key(tenants, "copy"))  # fmt: skip
     assert imported.returncode == 0, imported.stdout + imported.stderr
-    accounts = len(lines) - 12 - entries - 1  # all but @world
+    accounts = len(lines) - 13 - entries - 1  # all but @world
     assert imported.stdout.splitlines() == [
         f"accounts: {accounts}",
-        "recorded: 10",
+        "recorded: 11",
         "already there: 0",
-        "skipped: 2",
+        "skipped (FAILED or VOIDED, they moved nothing): 2",
     ]
     before, after = await _accounts(source), await _accounts(copy)
     assert after == before
@@ -182,13 +188,18 @@ async def test_export_then_import_gives_the_same_balances_and_journal(
     # history holds no hold executed or voided (imported as their final effect).
     for account in ("opening", "erin", "@world"):
         assert await _journal(copy, account) == await _journal(source, account), account
+    owned = (await copy.get("/v1/accounts/owned")).json()
+    assert [k["id"] for k in owned["keys"]] == ["k1"]
+    # Run again once finished: everything is found there, the owned account included
+    # (made without keys, then keyed), and the command succeeds.
     again = twofold("import", str(out), "--url", cli_service.base_url,
                     "--api-key", api_key(tenants, "copy"))  # fmt: skip
+    assert again.returncode == 0, again.stdout + again.stderr
     assert again.stdout.splitlines() == [
         f"accounts: {accounts}",
         "recorded: 0",
-        "already there: 10",
-        "skipped: 2",
+        "already there: 11",
+        "skipped (FAILED or VOIDED, they moved nothing): 2",
     ]
     assert await _accounts(copy) == before
 
