@@ -22,7 +22,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from app.cli_api import DEFAULT_KEY, DEFAULT_URL, ApiKey, ServiceUrl, api_client
+from app.cli_api import DEFAULT_KEY, ApiKey, ServiceUrl, api_client
 from app.embedded import database_for_tools, stop_all
 from app.settings import environment
 
@@ -137,7 +137,7 @@ async def _export(
 
 def import_(
     file: Annotated[Path, typer.Argument(help="a `twofold export --format jsonl` file")],
-    url: ServiceUrl = DEFAULT_URL,
+    url: ServiceUrl = None,
     api_key: ApiKey = DEFAULT_KEY,
     batch: Annotated[int, typer.Option(help="transactions per batch request, at most")] = BATCH_MAX,
 ) -> None:

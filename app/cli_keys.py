@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from app.cli_api import DEFAULT_KEY, DEFAULT_URL, ApiKey, ServiceUrl, api_client
+from app.cli_api import DEFAULT_KEY, ApiKey, ServiceUrl, api_client
 from app.signing import check_proof, generate_ed25519, labels, load_private_key, sign
 
 keys = typer.Typer(help="Own accounts with key pairs: generate, sign a request, check a proof.")
@@ -65,7 +65,7 @@ def sign_command(
 @keys.command("check-proof")
 def check_proof_command(
     transaction: Annotated[str, typer.Argument(help="the transaction whose proof to check")],
-    url: ServiceUrl = DEFAULT_URL,
+    url: ServiceUrl = None,
     api_key: ApiKey = DEFAULT_KEY,
 ) -> None:
     """Check a signed transaction's proof against its signers' keys.

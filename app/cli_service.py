@@ -10,7 +10,7 @@ from typing import Annotated
 import httpx
 import typer
 
-from app.cli_api import DEFAULT_KEY, DEFAULT_URL, ApiKey, ServiceUrl, api_client
+from app.cli_api import DEFAULT_KEY, ApiKey, ServiceUrl, api_client
 
 tenants = typer.Typer(help="Tenants: each its own API key and its own ledger.")
 events = typer.Typer(help="The tenant's log.")
@@ -39,7 +39,7 @@ def tail(
     after: Annotated[int | None, typer.Option(help="start after this sequence (default: now)")] = (
         None
     ),
-    url: ServiceUrl = DEFAULT_URL,
+    url: ServiceUrl = None,
     api_key: ApiKey = DEFAULT_KEY,
 ) -> None:
     """Follow the log as it grows, one line per event.

@@ -20,6 +20,7 @@ import asyncpg
 import httpx
 import pytest
 
+from app.embedded import free_port
 from app.settings import hash_secret, parse_keys, read_env_file
 from integration_tests.server import ROOT, Backends, Service, admin, with_database
 from integration_tests.test_keys import ed25519_pair
@@ -271,6 +272,34 @@ async def test_events_tail_prints_a_line_per_new_event(
         tail.wait(timeout=10)
         if tail.stdout is not None:
             tail.stdout.close()
+
+
+PROBE = {"account": {"id": "cli-port-probe", "balance_rule": "any", "data": {}, "keys": []}}
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("keys", "check-proof", "nothing"), ("events", "tail"), ("import", "{probe}")],
+)
+def test_commands_that_call_the_api_find_it_on_the_service_s_port(
+    cli_service: Service, command: tuple[str, ...], tmp_path: Path
+) -> None:
+    """PORT (and HOST) say where the API is, for the service and its commands alike; with
+    nothing there, one line names the URL and how to change it."""
+    probe = tmp_path / "probe.jsonl"
+    probe.write_text(json.dumps(PROBE) + "\n")
+    command = tuple(part.format(probe=probe) for part in command)
+    port = cli_service.base_url.rsplit(":", 1)[1]
+    if command[0] != "events":  # a stream would not end by itself
+        reached = twofold(*command, env={"PORT": port, "TWOFOLD_URL": ""})
+        assert "no answer from the service" not in reached.stderr, reached.stderr
+        assert reached.returncode in (0, 1), reached.stdout + reached.stderr
+    nobody = str(free_port())
+    missed = twofold(*command, env={"PORT": nobody, "TWOFOLD_URL": ""})
+    assert missed.returncode == 2
+    assert missed.stderr.strip().splitlines() == [missed.stderr.strip()], missed.stderr
+    assert f"http://127.0.0.1:{nobody}" in missed.stderr
+    assert "--url" in missed.stderr
 
 
 def test_help_lists_every_command() -> None:
