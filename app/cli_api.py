@@ -10,7 +10,7 @@ from typing import Annotated
 import httpx
 import typer
 
-from app.settings import Settings
+from app.settings import Settings, local_address
 
 ServiceUrl = Annotated[
     str | None,
@@ -25,18 +25,13 @@ ApiKey = Annotated[
     typer.Option("--api-key", envvar="TWOFOLD_API_KEY", help="<public key>:<secret> of the tenant"),
 ]
 DEFAULT_KEY = "abc:123"  # the development tenant of .env
-# A service bound to every interface is reached on this machine through loopback.
-_ANY_HOST = {"0.0.0.0": "127.0.0.1", "::": "[::1]", "": "127.0.0.1"}  # noqa: S104
 
 
-def service_url(settings: Settings | None = None) -> str:
+def service_url() -> str:
     """Where the service of this checkout listens: HOST and PORT as it reads them (the
     environment over `.env`)."""
-    settings = settings or Settings.from_env()
-    host = _ANY_HOST.get(settings.host, settings.host)
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"
-    return f"http://{host}:{settings.port}"
+    settings = Settings.from_env()
+    return local_address(settings.host, settings.port)[2]
 
 
 @contextmanager

@@ -19,17 +19,19 @@ events = typer.Typer(help="The tenant's log.")
 @tenants.command("new")
 def new_tenant(
     name: Annotated[str, typer.Argument(help="the tenant's name (its ledger's namespace)")],
-    email: Annotated[str | None, typer.Option(help="a contact, kept in KEYS")] = None,
+    email: Annotated[
+        str | None, typer.Option(help="a contact, kept in KEYS (null when not given)")
+    ] = None,
 ) -> None:
     """Make an API key pair for a new tenant.
 
-    Prints its `KEYS` entry (add it to the KEYS
-    list of every server process) and, once, its secret, which is kept nowhere."""
+    Prints its `KEYS` entry, every field of it (add it to the KEYS list of every server
+    process) and, once, its secret, which is kept nowhere."""
     public_key = f"pk_{secrets.token_hex(8)}"
     secret = f"sk_{secrets.token_urlsafe(24)}"
     entry = {"name": name, "email": email, "public-key": public_key,
              "secret-key-hash": hashlib.sha256(secret.encode()).hexdigest()}  # fmt: skip
-    typer.echo(json.dumps({k: v for k, v in entry.items() if v is not None}))
+    typer.echo(json.dumps(entry))
     typer.echo(f"secret (shown once): {secret}", err=True)
     typer.echo(f"sign requests with: -u {public_key}:{secret}", err=True)
 

@@ -2,9 +2,10 @@
 
 Each server is a direct child of the process that starts it, never a daemon: on Linux
 it gets a signal the moment that process dies, however it dies (`kill -9` included),
-so no server outlives the service. A server left running by an older start (one that
-was daemonized, or whose data folder is reused) is stopped before a new one starts,
-never attached to. Each writes its output to a log file under its data folder, never
+so no server outlives the service. The process that starts them owns the data folder
+(`app/instance.py`): a second start while it lives is refused; a server left running
+by an older start that is gone (one that was daemonized) is stopped before a new one
+starts, never attached to. Each writes its output to a log file under its data folder, never
 to an inherited pipe, and is stopped by the `stop` callable returned with its URL.
 """
 
@@ -22,6 +23,8 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+
+from app import instance
 
 log = logging.getLogger("twofold")
 
@@ -290,6 +293,9 @@ def prepare(env: dict[str, str]) -> list[Stop]:
     """Start what `env` lacks (DATABASE_URL, REDIS_URL), migrate; returns the stoppers."""
     stops: list[Stop] = []
     data_dir = Path(env.get("DATA_DIR", ".data"))
+    if not (env.get("DATABASE_URL") and env.get("REDIS_URL")):
+        host, port = env.get("HOST", "127.0.0.1"), env.get("PORT", "8910")
+        stops.append(instance.claim(data_dir, f"serving http://{host}:{port}"))
     try:
         if not env.get("DATABASE_URL"):
             url, stop = start_postgres(data_dir / "pg")
@@ -322,9 +328,14 @@ def database_for_tools(env: dict[str, str]) -> tuple[str, list[Stop]]:
         port = 0
     if port and _postgres_answers(port):
         return f"postgresql://postgres@127.0.0.1:{port}/postgres", []
-    url, stop = start_postgres(pg)
-    migrate(url)
-    return url, [stop]
+    release = instance.claim(pg.parent, "a twofold command")
+    try:
+        url, stop = start_postgres(pg)
+        migrate(url)
+    except BaseException:
+        release()
+        raise
+    return url, [release, stop]
 
 
 def stop_all(stops: list[Stop]) -> None:

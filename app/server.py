@@ -2,20 +2,37 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from types import FrameType
 
 from app.embedded import die_with_parent, prepare, stop_all
-from app.settings import environment
+from app.settings import environment, local_address
 
 # How long a stop signal is left to granian alone before it is forwarded.
 SIGNAL_GRACE_S = 1.0
+ANNOUNCE_WITHIN_S = 120.0
+log = logging.getLogger("twofold")
+
+
+def _announce(host: str, port: str, server: subprocess.Popen[bytes]) -> None:
+    """Say where the service answers, once it does."""
+    near, number, url = local_address(host, port)
+    deadline = time.monotonic() + ANNOUNCE_WITHIN_S
+    while time.monotonic() < deadline and server.poll() is None:
+        with contextlib.suppress(OSError), socket.create_connection((near, number), 0.5):
+            log.warning("serving %s (the console at %s/console); Ctrl-C stops", url, url)
+            return
+        time.sleep(0.1)
 
 
 def serve() -> int:
@@ -61,6 +78,11 @@ def serve() -> int:
         timer.daemon = True
         timer.start()
 
+    announce = threading.Thread(
+        target=_announce, args=(env.get("HOST", "127.0.0.1"), env.get("PORT", "8910"), server),
+        daemon=True,
+    )  # fmt: skip
+    announce.start()
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGTERM, forward)
     try:

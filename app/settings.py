@@ -145,6 +145,14 @@ class Settings:
         )
 
 
+def local_address(host: str, port: int | str) -> tuple[str, int, str]:
+    """Where this machine reaches a server bound to `host`:`port`: the host to connect
+    to, the port, and the URL (one bound to every interface is reached on loopback)."""
+    near = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)  # noqa: S104
+    shown = f"[{near}]" if ":" in near else near
+    return near, int(port), f"http://{shown}:{port}"
+
+
 def sqlalchemy_url(url: str) -> str:
     """Turn a `postgresql://` URL into the asyncpg dialect's form."""
     for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):

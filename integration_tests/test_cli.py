@@ -84,6 +84,10 @@ def test_a_new_tenant_entry_holds_the_hash_of_its_secret(tenants: dict[str, Any]
     assert parsed.name == entry["name"]
     assert parsed.secret_key_hash == hash_secret(secret)
     assert secret not in json.dumps(entry)
+    assert list(entry) == ["name", "email", "public-key", "secret-key-hash"]
+    assert entry["email"] == f"{entry['name']}@example.com"
+    bare = twofold("tenants", "new", "no-contact")
+    assert json.loads(bare.stdout)["email"] is None
 
 
 async def test_a_new_tenant_signs_in_with_its_key(clients: dict[str, httpx.AsyncClient]) -> None:

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import base64
+import os
 import re
 import shutil
 import subprocess
+import sys
+import time
+from pathlib import Path
 
 import httpx
 import pytest
 
-from integration_tests.server import DATA
+from app.embedded import free_port
+from integration_tests.server import DATA, KEYS, ROOT, Backends, Service
 
 
 @pytest.mark.parametrize(
@@ -181,3 +186,36 @@ def test_api_pages_render_in_chromium_without_internet(service, page: str):
         capture_output=True, timeout=120, check=True,
     )  # fmt: skip
     assert (out / f"{page}.png").stat().st_size > 10_000
+
+
+def test_a_second_start_on_the_same_data_folder_is_refused_and_the_first_serves_on(
+    backends: Backends, tmp_path: Path
+) -> None:
+    """`make run` twice in one checkout: the second names the first and stops; the
+    first's embedded PostgreSQL and Valkey are left alone."""
+    data = tmp_path / "data"
+    embedded = {"DATABASE_URL": "", "REDIS_URL": "", "DATA_DIR": str(data), "WORKERS": "1"}
+    first = Service.start(backends, "embedded-first", **embedded)
+    try:
+        deadline = time.monotonic() + 30
+        while "serving http://" not in first.log_path.read_text():
+            assert time.monotonic() < deadline, first.log_path.read_text()
+            time.sleep(0.1)
+        assert f"serving {first.base_url} " in first.log_path.read_text()
+        second = subprocess.run(
+            [sys.executable, "-m", "app", "serve"], cwd=ROOT, capture_output=True, text=True,
+            timeout=120, check=False,
+            env={**os.environ, **embedded, "ENV_FILE": "/dev/null", "KEYS": KEYS,
+                 "PORT": str(free_port())},
+        )  # fmt: skip
+        assert second.returncode == 1
+        [line] = second.stderr.strip().splitlines()
+        assert "already running" in line
+        assert f"pid {first.process.pid}, serving {first.base_url}" in line
+        assert httpx.get(f"{first.base_url}/ready", timeout=5).status_code == 200
+        answer = httpx.post(f"{first.base_url}/v1/transactions/immediate", auth=("abc", "123"),
+                            json={"type": "CREDIT", "account": "a", "currency": "USD",
+                                  "amount": "1"}, timeout=10)  # fmt: skip
+        assert answer.status_code == 201, answer.text
+    finally:
+        first.stop()
