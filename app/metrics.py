@@ -10,6 +10,7 @@ import os
 import time
 from collections import Counter as Tally
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import (
@@ -42,6 +43,20 @@ BATCH_WAIT_SECONDS = Histogram(
     "Longest wait of a document before its group commit started",
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
 )
+# Per sink, set by the process serving it each time it reads the log; the newest value
+# among live processes is shown (a sink moves between processes).
+SINK_LAG_EVENTS = Gauge(
+    "twofold_sink_lag_events",
+    "Events of the tenant's log after the last one the sink took",
+    ["tenant", "sink"],
+    multiprocess_mode="livemostrecent",
+)
+SINK_LAG_SECONDS = Gauge(
+    "twofold_sink_lag_seconds",
+    "Seconds since the commit of the oldest event the sink has yet to take (0: caught up)",
+    ["tenant", "sink"],
+    multiprocess_mode="livemostrecent",
+)
 POOL_IN_USE = Gauge(
     "twofold_db_connections_in_use", "Database connections checked out", multiprocess_mode="livesum"
 )
@@ -50,6 +65,18 @@ POOL_IN_USE = Gauge(
 def observe_batch(jobs: int, waited_s: float) -> None:
     BATCH_JOBS.observe(jobs)
     BATCH_WAIT_SECONDS.observe(waited_s)
+
+
+def observe_sink_lag(tenant: str, sink: str, events: int, oldest: datetime | None) -> None:
+    """A sink `events` behind the log's head, the oldest of them committed at `oldest`."""
+    SINK_LAG_EVENTS.labels(tenant, sink).set(max(events, 0))
+    waited = 0.0 if oldest is None else (datetime.now(UTC) - oldest).total_seconds()
+    SINK_LAG_SECONDS.labels(tenant, sink).set(max(waited, 0.0))
+
+
+def forget_sink_lag(tenant: str, sink: str) -> None:
+    """This process no longer serves the sink."""
+    observe_sink_lag(tenant, sink, 0, None)
 
 
 def count_transactions(*statuses: str) -> None:

@@ -1,24 +1,21 @@
-"""Consumers of the log for `make bench`: live streams (SSE) and webhook sinks, each
-event's delivery lag measured from its `at` (when the group commit applied it, just
-before its commit) to its receipt, on this machine's one clock."""
+"""Live streams (SSE) of the log for `make bench`, each event's delivery lag measured
+from its `at` (when the group commit applied it, just before its commit) to its receipt,
+on this machine's one clock. The sinks' consumers are in `bench/sinks.py`."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import contextlib
-import random
 import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from integration_tests.receiver import Receiver
 
 AT = b'"at":"'
 
@@ -99,60 +96,3 @@ def percentiles(values: list[float]) -> dict[str, float]:
     pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
     return {"p50_ms": round(pick(0.50) * 1000, 1), "p99_ms": round(pick(0.99) * 1000, 1),
             "max_ms": round(ordered[-1] * 1000, 1)}  # fmt: skip
-
-
-async def delivery_lag(
-    client: httpx.AsyncClient, transfers: int, sinks: int, streams: int
-) -> dict[str, Any]:
-    """`transfers` immediate transfers (batches of 50 from 8 clients) while `sinks`
-    webhooks and `streams` live streams consume the log: the lag of each delivery."""
-    head = (await client.get("/v1/events/head")).json()["sequence"]
-    receivers = [await Receiver().start() for _ in range(sinks)]
-    made = []
-    for receiver in receivers:
-        answer = await client.post("/v1/sinks", json={
-            "type": "webhook", "url": receiver.url, "after": head,
-            "types": ["transaction.completed"]})  # fmt: skip
-        made.append(answer.json()["id"])
-    started = time.perf_counter()
-    try:
-        async with Streams(str(client.base_url), streams, head, measure=True) as watched:
-            queue = list(range(transfers // 50))
-
-            async def send() -> None:
-                while queue:
-                    queue.pop()
-                    items = []
-                    for _ in range(50):
-                        a, b = random.sample(range(10_000), 2)
-                        items.append({"lines": [
-                            {"account": f"a{a}", "currency": "USD", "amount": "-1"},
-                            {"account": f"a{b}", "currency": "USD", "amount": "1"}]})  # fmt: skip
-                    batch = {"mode": "immediate", "transactions": items}
-                    answer = await client.post("/v1/transactions/batch", json=batch)
-                    answer.raise_for_status()
-
-            await asyncio.gather(*(send() for _ in range(8)))
-            written_s = time.perf_counter() - started
-            deadline = time.monotonic() + 120
-            while (min(len(r.delivered()) for r in receivers) < transfers
-                   or watched.events < streams * transfers):  # fmt: skip
-                if time.monotonic() > deadline:
-                    break
-                await asyncio.sleep(0.05)
-            sink_lags = [_lag_s(x.body, x.wall) for r in receivers for x in r.delivered()]
-            return {
-                "transfers": transfers,
-                "written_per_s": round(transfers / written_s, 1),
-                "sinks": sinks,
-                "sink_deliveries": sum(len(r.delivered()) for r in receivers),
-                "sink_lag": percentiles(sink_lags),
-                "streams": streams,
-                "stream_events": watched.events,
-                "stream_lag": percentiles(watched.lags),
-            }
-    finally:
-        for sink_id in made:
-            await client.delete(f"/v1/sinks/{sink_id}")
-        for receiver in receivers:
-            await receiver.stop()

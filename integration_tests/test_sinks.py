@@ -81,6 +81,7 @@ async def test_sinks_are_made_once_read_masked_and_deleted(
     assert "hunter2" not in json.dumps(read)
     assert set(read) == {"id", "type", "url", "types", "delivered", "head", "failures",
                          "last_error", "last_attempt_at", "next_attempt_at"}  # fmt: skip
+    assert "batch_max" not in read  # a webhook's only
     listed = (await api.get("/v1/sinks")).json()["items"]
     assert {sink_id, amqp["id"]} <= {s["id"] for s in listed}
     for name in (sink_id, amqp["id"]):
@@ -100,6 +101,10 @@ async def test_sinks_are_made_once_read_masked_and_deleted(
         {"type": "webhook", "url": "http://h/x", "types": ["account.deleted"]},
         {"type": "webhook", "url": "http://h/x", "types": []},
         {"type": "webhook", "url": "http://h/x", "after": -1},
+        {"type": "webhook", "url": "http://h/x", "batch_max": 0},
+        {"type": "webhook", "url": "http://h/x", "batch_max": 1001},
+        {"type": "webhook", "url": "http://h/x", "batch_max": "10"},
+        {"type": "redis", "url": "redis://h/0", "batch_max": 10},
         {"type": "webhook", "url": "http://h/x", "secret": "mine"},
         {"type": "webhook"},
         {"id": "a b", "type": "webhook", "url": "http://h/x"},
@@ -130,6 +135,63 @@ async def test_a_webhook_gets_every_new_event_signed_and_in_order(
     assert state["delivered"] == expected[-1]
     assert state["failures"] == 0
     await api.delete(f"/v1/sinks/{sink['id']}")
+
+
+async def test_a_batching_webhook_gets_consecutive_events_in_signed_batches(
+    api: httpx.AsyncClient, uid: Callable[[str], str], receiver: Receiver
+) -> None:
+    start = (await head(api))["sequence"]
+    sink = await make_sink(api, type="webhook", url=receiver.url, after=start, batch_max=10,
+                           types=["transaction.completed"])  # fmt: skip
+    assert sink["batch_max"] == 10
+    assert (await api.get(f"/v1/sinks/{sink['id']}")).json()["batch_max"] == 10
+    again = await api.post("/v1/sinks", json={"id": sink["id"], "type": "webhook",
+                                              "url": receiver.url, "after": start,
+                                              "batch_max": 10,
+                                              "types": ["transaction.completed"]})  # fmt: skip
+    assert again.status_code == 200
+    await credits(api, uid("batched"), 35)
+    wanted = [e for e in await events_after(api, start) if e["type"] == "transaction.completed"]
+    expected = [e["sequence"] for e in wanted]
+    assert len(expected) == 35
+    await receiver.wait_for(lambda r: len(r.sequences()) >= 35)
+    assert receiver.sequences() == expected
+    batches = receiver.verified(sink["secret"])  # each batch signed as one message
+    assert all(1 <= len(b["events"]) <= 10 for b in batches)
+    assert [e for b in batches for e in b["events"]] == wanted
+    for got, batch in zip(receiver.delivered(), batches, strict=True):
+        first, last = batch["events"][0]["sequence"], batch["events"][-1]["sequence"]
+        assert got.headers["webhook-id"] == f"test:{first}-{last}"
+    await api.delete(f"/v1/sinks/{sink['id']}")
+
+
+async def test_no_event_reaches_a_sink_after_its_delete_answered(
+    api: httpx.AsyncClient, uid: Callable[[str], str]
+) -> None:
+    """Events keep coming while a slow webhook is deleted: none arrives after the DELETE's
+    answer (whichever of the service's processes serves the sink), while a second sink,
+    kept, gets every event, the later ones included."""
+    deleted, kept = await Receiver(delay_s=0.02).start(), await Receiver().start()
+    try:
+        start = (await head(api))["sequence"]
+        doomed = await make_sink(api, type="webhook", url=deleted.url, after=start)
+        await make_sink(api, id=uid("kept"), type="webhook", url=kept.url, after=start,
+                        batch_max=100)  # fmt: skip
+        account = uid("deleting")
+        writes = asyncio.create_task(credits(api, account, 400))
+        await deleted.wait_for(lambda r: len(r.got) >= 10)
+        assert (await api.delete(f"/v1/sinks/{doomed['id']}")).status_code == 200
+        answered = time.monotonic()
+        await writes
+        await credits(api, account, 20)
+        last = (await head(api))["sequence"]
+        await kept.wait_for(lambda r: bool(r.sequences()) and r.sequences()[-1] >= last)
+        late = [r for r in deleted.got if r.at > answered]
+        assert late == [], f"{len(late)} requests after the DELETE answered"
+        assert deleted.sequences()[-1] < last
+    finally:
+        await deleted.stop()
+        await kept.stop()
 
 
 async def test_a_failing_receiver_is_retried_with_backoff_then_gets_everything(

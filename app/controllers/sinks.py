@@ -29,6 +29,7 @@ class SinkIn(Body):
     id: str | None = None
     types: list[str] | None = None
     after: int | None = None
+    batch_max: int | None = None
 
 
 class SinkOut(msgspec.Struct, omit_defaults=True):
@@ -42,6 +43,7 @@ class SinkOut(msgspec.Struct, omit_defaults=True):
     last_error: str | None
     last_attempt_at: datetime | None
     next_attempt_at: datetime | None
+    batch_max: int | None = None  # a webhook's
     secret: str | None = None  # a webhook's, in the answer that made it only
 
 
@@ -55,7 +57,7 @@ def _out(sink: Sink, head: int, secret: str | None = None) -> SinkOut:
         types=None if sink.types is None else list(sink.types), delivered=sink.delivered,
         head=head, failures=sink.failures, last_error=sink.last_error,
         last_attempt_at=sink.last_attempt_at, next_attempt_at=sink.next_attempt_at,
-        secret=secret,
+        batch_max=sink.batch_max if sink.type == "webhook" else None, secret=secret,
     )  # fmt: skip
 
 
@@ -87,8 +89,8 @@ class SinkController(Controller):
         sink_id = new_id() if body.id is None else body.id
         check_id(sink_id, "id")
         types = None if body.types is None else tuple(body.types)
-        spec = check_spec(SinkSpec(sink_id, body.type, body.url, types, body.after),
-                          store.settings.sink_hosts)  # fmt: skip
+        spec = check_spec(SinkSpec(sink_id, body.type, body.url, types, body.after,
+                                   body.batch_max), store.settings.sink_hosts)  # fmt: skip
         secret = new_secret() if spec.type == "webhook" else None
         sink, made = await stored.create(store, tenant, spec, secret)
         if not made and sink.fingerprint != spec.fingerprint:

@@ -86,6 +86,10 @@ async def _keep_session(_: asyncpg.Connection) -> None:
 
 
 WRITER_POOL_SIZE = 2
+# One connection for each sink a process serves at once (app/streams/delivery.py): a
+# sink's sends run inside a transaction that holds its row, so that one slow sink never
+# waits for another's connection. Opened as sinks need them.
+SINK_POOL_SIZE = 64
 KEYED_PLANS = {"plan_cache_mode": "force_generic_plan", "enable_seqscan": "off"}
 
 
@@ -127,6 +131,7 @@ class Database:
         self._pool: asyncpg.Pool | None = None
         self._scans: asyncpg.Pool | None = None
         self._writer: asyncpg.Pool | None = None
+        self._sinks: asyncpg.Pool | None = None
 
     async def open(self, writer_init: Callable[[asyncpg.Connection], Awaitable[None]]) -> None:
         settings = self.settings
@@ -149,17 +154,19 @@ class Database:
         # if the plan was made while the tables were nearly empty. (Hash joins stay:
         # they join a batch's own rows, such as new accounts to their keys.)
         self._writer = await self._create_pool(WRITER_POOL_SIZE, KEYED_PLANS, writer_init)
+        self._sinks = await self._create_pool(SINK_POOL_SIZE, KEYED_PLANS, min_size=0)
 
     async def _create_pool(
         self,
         size: int,
         plans: Mapping[str, str],
         init: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
+        min_size: int = 1,
     ) -> asyncpg.Pool:
         settings = self.settings
         return await asyncpg.create_pool(
             settings.database_url,
-            min_size=1,
+            min_size=min_size,
             max_size=size,
             record_class=Row,
             init=init,
@@ -174,12 +181,12 @@ class Database:
     def connections_in_use(self) -> int:
         return sum(
             int(pool.get_size() - pool.get_idle_size())
-            for pool in (self._pool, self._scans, self._writer)
+            for pool in (self._pool, self._scans, self._writer, self._sinks)
             if pool is not None
         )
 
     async def close(self) -> None:
-        for pool in (self._pool, self._scans, self._writer):
+        for pool in (self._pool, self._scans, self._writer, self._sinks):
             if pool is not None:
                 await pool.close()
 
@@ -191,6 +198,10 @@ class Database:
     def scan_connection(self) -> AbstractAsyncContextManager[Connection]:
         """A connection for searches and pages, planned for their actual values."""
         return self._connection(self._scans)
+
+    def sink_connection(self) -> AbstractAsyncContextManager[Connection]:
+        """A connection for one sink's delivery transaction (`app/models/sinks.py`)."""
+        return self._connection(self._sinks)
 
     @asynccontextmanager
     async def _connection(self, pool: asyncpg.Pool | None) -> AsyncIterator[Connection]:

@@ -46,7 +46,7 @@ INSERT INTO log_heads (tenant) SELECT unnest(CAST(:tenants AS text[])) ON CONFLI
 """
 
 READ_EVENTS = """
-SELECT sequence, type, body, hash FROM events
+SELECT sequence, type, at, body, hash FROM events
 WHERE tenant = :tenant AND sequence > :after
   AND (CAST(:type AS text) IS NULL OR type = :type)
 ORDER BY sequence LIMIT :limit
@@ -134,6 +134,7 @@ class StoredEvent:
     sequence: int
     type: str
     text: str  # as served, with its hash
+    at: datetime | None = None  # when its commit applied it
 
     @property
     def sse(self) -> bytes:
@@ -149,7 +150,7 @@ async def read_events(
         rows = await connection.execute(
             READ_EVENTS, {"tenant": tenant, "after": after, "limit": limit, "type": type_}
         )
-        return [StoredEvent(r["sequence"], r["type"], served(r)) for r in rows]
+        return [StoredEvent(r["sequence"], r["type"], served(r), r["at"]) for r in rows]
 
 
 async def read_head(store: PostgresStore, tenant: str) -> LogHead:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -12,9 +14,12 @@ if TYPE_CHECKING:
     from app.models.store import Connection, PostgresStore
     from app.streams.sinks import SinkSpec
 
+# How long a DELETE waits for a send under way (a send's own timeout is 10 s).
+DELETE_WAIT_MS = 30_000
+
 SINK_COLUMNS = (
     "tenant, id, type, url, types, secret, fingerprint, delivered, failures, last_error, "
-    "last_attempt_at, next_attempt_at"
+    "last_attempt_at, next_attempt_at, batch_max"
 )
 
 
@@ -32,6 +37,7 @@ class Sink:
     last_error: str | None
     last_attempt_at: datetime | None
     next_attempt_at: datetime | None
+    batch_max: int
 
 
 def _sink(row: Any) -> Sink:
@@ -42,16 +48,17 @@ def _sink(row: Any) -> Sink:
         row["tenant"], row["id"], row["type"], row["url"],
         None if types is None else tuple(types), row["secret"], row["fingerprint"],
         row["delivered"], row["failures"], row["last_error"], row["last_attempt_at"],
-        row["next_attempt_at"],
+        row["next_attempt_at"], row["batch_max"],
     )  # fmt: skip
 
 
 # `after` omitted: the log's head when the sink is made, so only new events go out.
 INSERT = f"""
-INSERT INTO sinks (tenant, id, type, url, types, secret, fingerprint, delivered)
+INSERT INTO sinks (tenant, id, type, url, types, secret, fingerprint, delivered, batch_max)
 SELECT :tenant, :id, :type, :url, CAST(:types AS jsonb), :secret, :fingerprint,
        coalesce(CAST(:after AS bigint),
-                (SELECT sequence FROM log_heads WHERE tenant = :tenant), 0)
+                (SELECT sequence FROM log_heads WHERE tenant = :tenant), 0),
+       :batch_max
 ON CONFLICT (tenant, id) DO NOTHING
 RETURNING {SINK_COLUMNS}
 """  # noqa: S608 - column names only
@@ -75,6 +82,7 @@ async def create(
                     "secret": secret,
                     "fingerprint": spec.fingerprint,
                     "after": spec.after,
+                    "batch_max": spec.batch_max or 1,
                 },
             )
         ).first()
@@ -110,7 +118,11 @@ async def listed(store: PostgresStore, tenant: str) -> list[Sink]:
 
 
 async def delete(store: PostgresStore, tenant: str, sink_id: str) -> Sink | None:
-    async with store.connection() as connection:
+    """Delete the sink once no send to it is under way (it holds the row: see `fence`);
+    after this returns no event is sent to it, from any process."""
+    async with store.connection() as connection, connection.raw.transaction():
+        # A send under way may take up to its own timeout: the DELETE waits that long.
+        await connection.execute(f"SET LOCAL statement_timeout = {DELETE_WAIT_MS}")
         row = (
             await connection.execute(
                 f"DELETE FROM sinks WHERE tenant = :tenant AND id = :id RETURNING {SINK_COLUMNS}",  # noqa: S608
@@ -152,47 +164,63 @@ async def renew(store: PostgresStore, sink: Sink, owner: str, lease_s: float) ->
     return row is not None
 
 
-async def delivered(store: PostgresStore, sink: Sink, owner: str, sequence: int) -> bool:
-    """Record the last event the sink took; False when the lease is no longer ours."""
-    async with store.connection() as connection:
-        row = (
-            await connection.execute(
-                "UPDATE sinks SET delivered = greatest(delivered, :sequence), failures = 0,"
-                " last_error = NULL, last_attempt_at = clock_timestamp(), next_attempt_at = NULL"
-                " WHERE tenant = :tenant AND id = :id AND lease_owner = :owner RETURNING 1",
-                {"tenant": sink.tenant, "id": sink.id, "owner": owner, "sequence": sequence},
-            )
-        ).first()
-    return row is not None
+class Fence:
+    """A sink's row, locked by the transaction that sends a run of its events and records
+    how far it got. A DELETE of the sink waits for that transaction, and every run begins
+    by finding the row still there and still leased to this process: so no event is sent
+    after a DELETE has answered, and no two processes ever send to one sink at once (a
+    claim skips a locked row)."""
 
+    __slots__ = ("connection", "owner", "sink")
 
-async def failed(
-    store: PostgresStore, sink: Sink, owner: str, error: str, retry_max_s: float, sent: int
-) -> int | None:
-    """Record a failed attempt, the events acknowledged before it (`sent`), and when the
-    next attempt is due (1 s, doubling, at most `retry_max_s`); the failures in a row,
-    None when the lease is lost."""
-    async with store.connection() as connection:
+    def __init__(self, connection: Connection, sink: Sink, owner: str) -> None:
+        self.connection, self.sink, self.owner = connection, sink, owner
+
+    def _params(self, **more: object) -> dict[str, object]:
+        return {"tenant": self.sink.tenant, "id": self.sink.id, **more}
+
+    async def delivered(self, sequence: int) -> None:
+        """Record the last event the sink took."""
+        await self.connection.execute(
+            "UPDATE sinks SET delivered = greatest(delivered, :sequence), failures = 0,"
+            " last_error = NULL, last_attempt_at = clock_timestamp(), next_attempt_at = NULL"
+            " WHERE tenant = :tenant AND id = :id",
+            self._params(sequence=sequence),
+        )
+
+    async def failed(self, error: str, retry_max_s: float, sent: int) -> int:
+        """Record a failed attempt, the events acknowledged before it (`sent`), and when
+        the next attempt is due (1 s, doubling, at most `retry_max_s`); the failures in a
+        row."""
         row = (
-            await connection.execute(
+            await self.connection.execute(
                 "UPDATE sinks SET failures = failures + 1, last_error = :error,"
                 " delivered = greatest(delivered, :sent),"
                 " last_attempt_at = clock_timestamp(),"
                 " next_attempt_at = clock_timestamp()"
                 " + make_interval(secs => least(power(2, least(failures, 30)), :retry_max_s))"
-                " WHERE tenant = :tenant AND id = :id AND lease_owner = :owner"
-                " RETURNING failures",
-                {
-                    "tenant": sink.tenant,
-                    "id": sink.id,
-                    "owner": owner,
-                    "error": error[:500],
-                    "retry_max_s": retry_max_s,
-                    "sent": sent,
-                },
+                " WHERE tenant = :tenant AND id = :id RETURNING failures",
+                self._params(error=error[:500], retry_max_s=retry_max_s, sent=sent),
             )
         ).first()
-    return None if row is None else int(row["failures"])
+        assert row is not None, "the row is locked by this transaction"
+        return int(row["failures"])
+
+
+LOCK_LEASED = (
+    "SELECT 1 FROM sinks WHERE tenant = :tenant AND id = :id AND lease_owner = :owner"
+    " FOR NO KEY UPDATE"
+)
+
+
+@asynccontextmanager
+async def fence(store: PostgresStore, sink: Sink, owner: str) -> AsyncIterator[Fence | None]:
+    """The sink's row locked until the block ends (and commits what it recorded); None
+    when the sink was deleted or its lease is no longer this process's."""
+    async with store.sink_connection() as connection, connection.raw.transaction():
+        params = {"tenant": sink.tenant, "id": sink.id, "owner": owner}
+        found = (await connection.execute(LOCK_LEASED, params)).first()
+        yield None if found is None else Fence(connection, sink, owner)
 
 
 async def release(store: PostgresStore, owner: str) -> None:

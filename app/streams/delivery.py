@@ -1,11 +1,15 @@
 """Delivery: each process serves the sinks whose lease it holds, each in its own task.
 
-A sink's task reads the log after the sink's recorded position, sends each event of
-the chosen types and records its sequence once the other side acknowledged it: at
-least once and in order. A failure is recorded and retried after 1 s, doubling up to
-SINK_RETRY_MAX_S. The lease (in the sink's row) is renewed while the task runs; when a
-process dies its leases run out and another process takes its sinks over, from the
-recorded position. Nothing here is on a request's path: a slow sink delays only itself.
+A sink's task reads the log after the sink's recorded position, sends the events of
+the chosen types in chunks (a webhook's `batch_max` in one request, a window of
+pipelined publishes to a broker) and records how far the other side acknowledged: at
+least once and in order. Every run of sends happens inside a transaction that holds the
+sink's row (`app/models/sinks.py`, `fence`), so a DELETE of the sink waits for the run
+under way and no run starts after it. A failure is recorded and retried after 1 s,
+doubling up to SINK_RETRY_MAX_S. The lease (in the sink's row) is renewed while the
+task runs; when a process dies its leases run out and another process takes its sinks
+over, from the recorded position. Nothing here is on a request's path: a slow sink
+delays only itself.
 """
 
 from __future__ import annotations
@@ -18,19 +22,23 @@ import secrets
 import socket
 from datetime import UTC, datetime
 
+from app.metrics import forget_sink_lag, observe_sink_lag
 from app.models import sinks as stored
-from app.models.log import StoredEvent, read_events
+from app.models.connections import SINK_POOL_SIZE
+from app.models.log import StoredEvent, read_events, read_head
 from app.models.sinks import Sink
 from app.models.store import PostgresStore
 from app.settings import Settings
 from app.streams.sinks import backoff_s
-from app.streams.transports import DeliveryError, Transport, transport
+from app.streams.transports import SEND_TIMEOUT_S, DeliveryError, Transport, transport
 
 log = logging.getLogger("twofold.sinks")
-PAGE = 100
-SINKS_PER_PROCESS = 64
+# Events read from the log at a time: a sink far behind catches up a page a round.
+PAGE = 1000
+# A connection each (the sink pool's): one sink's sends never wait for another's.
+SINKS_PER_PROCESS = SINK_POOL_SIZE
 # How often a sink's position is recorded while it sends: a process that dies resends
-# what it sent in at most this long (and the page it was on, for a fast sink).
+# what it sent in at most this long (and the chunk it was on).
 RECORD_EVERY_S = 0.1
 
 
@@ -70,7 +78,7 @@ class SinkRunner:
             await stored.release(self.store, self.owner)
 
     async def _serve(self, sink: Sink) -> None:
-        sender = transport(sink.type, sink.url, sink.secret)
+        sender = transport(sink.type, sink.url, sink.secret, sink.batch_max)
         key = (sink.tenant, sink.id)
         self.renewed[key] = asyncio.get_running_loop().time()
         try:
@@ -84,6 +92,7 @@ class SinkRunner:
         finally:
             self.tasks.pop(key, None)
             self.renewed.pop(key, None)
+            forget_sink_lag(sink.tenant, sink.id)
             with contextlib.suppress(Exception):
                 await sender.close()
 
@@ -94,48 +103,67 @@ class SinkRunner:
             if not await self._keep(sink):
                 return
             page = await read_events(self.store, sink.tenant, position, PAGE)
+            head = page[-1].sequence if len(page) < PAGE else await self._head(sink.tenant)
+            observe_sink_lag(sink.tenant, sink.id, head - position, page[0].at if page else None)
             if not page:
                 await asyncio.sleep(self.settings.sink_poll_s)
                 continue
-            # Each event is sent once the one before it was acknowledged; the position is
-            # recorded every RECORD_EVERY_S, after the page, and before any wait.
-            loop = asyncio.get_running_loop()
-            recorded = loop.time()
             chosen = [e for e in page if wanted is None or e.type in wanted]
-            for low in range(0, len(chosen), sender.chunk):
-                chunk = chosen[low : low + sender.chunk]
-                if not await self._send(sink, sender, chunk, position):
-                    return
-                position = chunk[-1].sequence
-                if loop.time() - recorded >= RECORD_EVERY_S:
-                    if not await stored.delivered(self.store, sink, self.owner, position):
-                        return  # deleted, or the lease went to another process
-                    recorded = loop.time()
-            position = page[-1].sequence
-            if not await stored.delivered(self.store, sink, self.owner, position):
-                return
+            last = await self._send_page(sink, sender, chosen, position, page[-1].sequence)
+            if last is None:
+                return  # deleted, or the lease went to another process
+            position = last
 
-    async def _send(
-        self, sink: Sink, sender: Transport, events: list[StoredEvent], sent: int
-    ) -> bool:
-        """Send until acknowledged (`sent`: the last event acknowledged before them);
-        False when the sink is no longer ours to serve."""
-        messages = [(f"{sink.tenant}:{event.sequence}", event) for event in events]
+    async def _send_page(
+        self, sink: Sink, sender: Transport, chosen: list[StoredEvent], position: int, end: int
+    ) -> int | None:
+        """Send `chosen` (the events of the sink's types up to sequence `end`) in chunks
+        as the transport takes them, each run of sends inside a fence that records how
+        far it got every RECORD_EVERY_S; the position after the page, None once the sink
+        is no longer this process's to serve. A failure is recorded, waited out (1 s,
+        doubling) and the send retried from the first event not acknowledged."""
+        loop = asyncio.get_running_loop()
         while True:
-            try:
-                await sender.send_all(messages)
-                return True
-            except DeliveryError as exc:
-                failures = await stored.failed(
-                    self.store, sink, self.owner, str(exc), self.settings.sink_retry_max_s, sent
-                )
-                if failures is None:
-                    return False
-                wait = backoff_s(failures, self.settings.sink_retry_max_s)
-                log.warning("sink %s of %s: %s; retrying in %.0f s", sink.id, sink.tenant, exc,
-                            wait)  # fmt: skip
-                if not await self._sleep(sink, wait):
-                    return False
+            failure: DeliveryError | None = None
+            async with stored.fence(self.store, sink, self.owner) as fence:
+                if fence is None:
+                    return None
+                started = loop.time()
+                while chosen and loop.time() - started < RECORD_EVERY_S:
+                    chunk = chosen[: sender.chunk]
+                    try:
+                        async with asyncio.timeout(SEND_TIMEOUT_S):
+                            await sender.send_all(sink.tenant, chunk)
+                        sent = len(chunk)
+                    except (DeliveryError, TimeoutError) as exc:
+                        failure = exc if isinstance(exc, DeliveryError) else DeliveryError(
+                            "no acknowledgement in time")  # fmt: skip
+                        sent = failure.sent
+                    if sent:
+                        position = chunk[sent - 1].sequence
+                        chosen = chosen[sent:]
+                    if failure is not None:
+                        break
+                if failure is None:
+                    if not chosen:
+                        position = end
+                    await fence.delivered(position)
+                else:
+                    failures = await fence.failed(
+                        str(failure), self.settings.sink_retry_max_s, position
+                    )
+            if failure is None:
+                if not chosen:
+                    return position
+                continue
+            wait = backoff_s(failures, self.settings.sink_retry_max_s)
+            log.warning("sink %s of %s: %s; retrying in %.0f s", sink.id, sink.tenant, failure,
+                        wait)  # fmt: skip
+            if not await self._sleep(sink, wait):
+                return None
+
+    async def _head(self, tenant: str) -> int:
+        return (await read_head(self.store, tenant)).sequence
 
     async def _wait_until_due(self, sink: Sink) -> None:
         """A sink taken over in the middle of its backoff waits out the rest of it."""

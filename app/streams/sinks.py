@@ -22,6 +22,8 @@ SCHEMES = {
 # Where in the broker events go: the URL's query parameter, and its default.
 TARGETS = {"redis": "stream", "nats": "subject", "amqp": "exchange"}
 DEFAULT_TARGET = "twofold"
+# Events in one webhook request (`batch_max`), at most.
+BATCH_MAX_LIMIT = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,11 +33,16 @@ class SinkSpec:
     url: str
     types: tuple[str, ...] | None
     after: int | None
+    batch_max: int | None = None
 
     @property
     def fingerprint(self) -> str:
-        """The body as given: the same id with the same body again is the same sink."""
-        given = [self.type, self.url, self.types, self.after]
+        """The body as given: the same id with the same body again is the same sink.
+        (`batch_max` joins it only when given, so a sink made before it existed is still
+        the same sink.)"""
+        given: list[object] = [self.type, self.url, self.types, self.after]
+        if self.batch_max is not None:
+            given.append(self.batch_max)
         return hashlib.sha256(json.dumps(given).encode()).hexdigest()
 
 
@@ -61,6 +68,11 @@ def check_spec(spec: SinkSpec, hosts: Sequence[str]) -> SinkSpec:
             raise InvalidRequest.at("types", f"unknown event type {unknown[0]!r}")
     if spec.after is not None and spec.after < 0:
         raise InvalidRequest.at("after", "a sequence number, 0 or more")
+    if spec.batch_max is not None:
+        if spec.type != "webhook":
+            raise InvalidRequest.at("batch_max", "only a webhook sink takes it")
+        if not 1 <= spec.batch_max <= BATCH_MAX_LIMIT:
+            raise InvalidRequest.at("batch_max", f"events in one request: 1 to {BATCH_MAX_LIMIT}")
     return spec
 
 

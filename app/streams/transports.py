@@ -1,11 +1,16 @@
-"""How one event reaches each kind of sink (API.md, Sinks), through the well-kept clients:
+"""How events reach each kind of sink (API.md, Sinks), through the well-kept clients:
 httpx and standardwebhooks, redis-py, nats-py (JetStream), aio-pika (publisher confirms).
 
-`send` returns once the other side has acknowledged the event, and raises otherwise.
+`send_all` returns once the other side has acknowledged every event given, in order,
+and otherwise raises `DeliveryError` saying how many of the first ones it did
+acknowledge. The brokers take a window of events at once (pipelined, each acknowledged
+on its own), which is what lets a sink keep up with the service's writes: one round
+trip per event capped a sink at a few hundred events a second.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -19,55 +24,61 @@ from app.models.log import StoredEvent
 from app.streams.sinks import target
 
 SEND_TIMEOUT_S = 10.0
+# Events a broker is given before the first of them must be acknowledged.
+BROKER_WINDOW = 1000
 
 
 class DeliveryError(Exception):
-    """The sink did not take the event; the message says why."""
+    """The sink did not take the events; the message says why, `sent` how many of the
+    first ones it did take (acknowledged, in order)."""
 
-
-Message = tuple[str, StoredEvent]  # (message id, event)
+    def __init__(self, message: str, sent: int = 0) -> None:
+        super().__init__(message)
+        self.sent = sent
 
 
 class Transport(Protocol):
-    # How many events one `send_all` may take: all are acknowledged, or none.
+    # How many events one `send_all` may take.
     chunk: int
 
-    async def send_all(self, messages: Sequence[Message]) -> None: ...
+    async def send_all(self, tenant: str, events: Sequence[StoredEvent]) -> None: ...
 
     async def close(self) -> None: ...
 
 
-class OneByOne:
-    """A transport that sends one event at a time."""
-
-    chunk = 1
-
-    async def send(self, message_id: str, event: StoredEvent) -> None:
-        raise NotImplementedError
-
-    async def send_all(self, messages: Sequence[Message]) -> None:
-        for message_id, event in messages:
-            await self.send(message_id, event)
+def message_id(tenant: str, event: StoredEvent) -> str:
+    return f"{tenant}:{event.sequence}"
 
 
-class WebhookTransport(OneByOne):
-    def __init__(self, url: str, secret: str) -> None:
+class WebhookTransport:
+    """One signed POST: the event itself (`batch_max` 1), or `{"events": [...]}` for up to
+    `batch_max` of them, acknowledged together by one 2xx."""
+
+    def __init__(self, url: str, secret: str, batch_max: int) -> None:
         self.url = url
+        self.chunk = batch_max
         self.signer = Webhook(secret)
         self.client = httpx.AsyncClient(timeout=SEND_TIMEOUT_S, follow_redirects=False)
 
-    async def send(self, message_id: str, event: StoredEvent) -> None:
+    def _message(self, tenant: str, events: Sequence[StoredEvent]) -> tuple[str, str]:
+        """(`webhook-id`, body)."""
+        if self.chunk == 1:
+            [event] = events
+            return message_id(tenant, event), event.text
+        body = '{"events":[' + ",".join(e.text for e in events) + "]}"
+        return f"{tenant}:{events[0].sequence}-{events[-1].sequence}", body
+
+    async def send_all(self, tenant: str, events: Sequence[StoredEvent]) -> None:
+        webhook_id, body = self._message(tenant, events)
         now = datetime.now(UTC)
         headers = {
             "content-type": "application/json",
-            "webhook-id": message_id,
+            "webhook-id": webhook_id,
             "webhook-timestamp": str(int(now.timestamp())),
-            "webhook-signature": self.signer.sign(message_id, now, event.text),
+            "webhook-signature": self.signer.sign(webhook_id, now, body),
         }
         try:
-            response = await self.client.post(
-                self.url, content=event.text.encode(), headers=headers
-            )
+            response = await self.client.post(self.url, content=body.encode(), headers=headers)
         except httpx.HTTPError as exc:
             raise DeliveryError(f"{type(exc).__name__}: {exc}") from exc
         if not 200 <= response.status_code < 300:
@@ -78,10 +89,10 @@ class WebhookTransport(OneByOne):
 
 
 class RedisTransport:
-    """A page of events in one round trip, as one MULTI/EXEC: all added, in order, or
-    none (so a retry after a failure adds nothing twice)."""
+    """The events in one round trip, as one MULTI/EXEC: all added, in order, or none (so
+    a retry after a failure adds nothing twice)."""
 
-    chunk = 100
+    chunk = BROKER_WINDOW
 
     def __init__(self, url: str) -> None:
         server, self.stream = target(url, "redis")
@@ -89,10 +100,10 @@ class RedisTransport:
             server, socket_timeout=SEND_TIMEOUT_S, socket_connect_timeout=SEND_TIMEOUT_S
         )
 
-    async def send_all(self, messages: Sequence[Message]) -> None:
+    async def send_all(self, tenant: str, events: Sequence[StoredEvent]) -> None:
         try:
             async with self.redis.pipeline(transaction=True) as pipe:
-                for _, event in messages:
+                for event in events:
                     fields = {"sequence": str(event.sequence), "type": event.type,
                               "event": event.text}  # fmt: skip
                     pipe.xadd(self.stream, fields)  # type: ignore[arg-type]
@@ -104,48 +115,96 @@ class RedisTransport:
         await self.redis.aclose()
 
 
-class NatsTransport(OneByOne):
+def _leading_acks(acks: Sequence[asyncio.Future[Any]]) -> int:
+    """How many of the first acknowledgements arrived, each a success."""
+    for i, ack in enumerate(acks):
+        if not ack.done() or ack.cancelled() or ack.exception() is not None:
+            return i
+    return len(acks)
+
+
+async def _acknowledged(acks: Sequence[asyncio.Future[Any]], timeout_s: float) -> None:
+    """Wait for each acknowledgement in order; a failure says how many came before it.
+
+    NOTE: a broker takes one connection's (or channel's) publishes in the order sent, so
+    acknowledgements are awaited in that order and the position recorded is the last
+    event whose acknowledgement and every earlier one's arrived.
+    """
+    try:
+        async with asyncio.timeout(timeout_s):
+            for sent, ack in enumerate(acks):
+                try:
+                    await ack
+                except Exception as exc:
+                    raise DeliveryError(f"{type(exc).__name__}: {exc}", sent) from exc
+    except TimeoutError as exc:
+        raise DeliveryError("no acknowledgement in time", _leading_acks(acks)) from exc
+    finally:
+        for ack in acks:
+            if not ack.done():
+                ack.cancel()
+            elif not ack.cancelled():
+                ack.exception()  # retrieved: asyncio would log an unread one
+
+
+class NatsTransport:
     """JetStream: the stream that holds `<subject>.>` acknowledges each publish, and
-    drops a second copy of a `Nats-Msg-Id` it has seen (within its duplicate window)."""
+    drops a second copy of a `Nats-Msg-Id` it has seen (within its duplicate window).
+    Up to a window of publishes are in flight before the first acknowledgement."""
+
+    chunk = BROKER_WINDOW
 
     def __init__(self, url: str) -> None:
         self.server, self.subject = target(url, "nats")
         self.connection: Any = None
+        self.stream: Any = None
 
-    async def send(self, message_id: str, event: StoredEvent) -> None:
+    async def send_all(self, tenant: str, events: Sequence[StoredEvent]) -> None:
         import nats
         from nats.errors import Error as NatsError
 
+        acks: list[asyncio.Future[Any]] = []
         try:
             if self.connection is None or self.connection.is_closed:
                 self.connection = await nats.connect(
                     self.server, connect_timeout=SEND_TIMEOUT_S, max_reconnect_attempts=1,
                     allow_reconnect=False,
                 )  # fmt: skip
-            stream = self.connection.jetstream(timeout=SEND_TIMEOUT_S)
-            await stream.publish(
-                f"{self.subject}.{event.type}", event.text.encode(),
-                headers={"Nats-Msg-Id": message_id},
-            )  # fmt: skip
+                self.stream = self.connection.jetstream(
+                    timeout=SEND_TIMEOUT_S, publish_async_max_pending=BROKER_WINDOW
+                )
+            for event in events:
+                acks.append(
+                    await self.stream.publish_async(
+                        f"{self.subject}.{event.type}", event.text.encode(),
+                        headers={"Nats-Msg-Id": message_id(tenant, event)},
+                    )
+                )  # fmt: skip
+            await _acknowledged(acks, SEND_TIMEOUT_S)
+        except DeliveryError:
+            await self.close()
+            raise
         except (NatsError, OSError, TimeoutError) as exc:
             await self.close()
             raise DeliveryError(f"{type(exc).__name__}: {exc}") from exc
 
     async def close(self) -> None:
         await _give_up(self.connection)
-        self.connection = None
+        self.connection = self.stream = None
 
 
-class AmqpTransport(OneByOne):
-    """A durable topic exchange, declared when missing; persistent messages, each one
-    confirmed by the broker before the next."""
+class AmqpTransport:
+    """A durable topic exchange, declared when missing; persistent messages, each
+    confirmed by the broker, a window of them in flight on one channel."""
+
+    chunk = BROKER_WINDOW
 
     def __init__(self, url: str) -> None:
         self.server, self.exchange_name = target(url, "amqp")
         self.connection: Any = None
         self.exchange: Any = None
 
-    async def send(self, message_id: str, event: StoredEvent) -> None:
+    async def send_all(self, tenant: str, events: Sequence[StoredEvent]) -> None:
         import aio_pika
         from aio_pika.exceptions import AMQPException
 
@@ -156,11 +215,25 @@ class AmqpTransport(OneByOne):
                 self.exchange = await channel.declare_exchange(
                     self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
                 )
-            message = aio_pika.Message(
-                event.text.encode(), content_type="application/json", message_id=message_id,
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            )  # fmt: skip
-            await self.exchange.publish(message, routing_key=event.type, timeout=SEND_TIMEOUT_S)
+            # NOTE: tasks start in the order made, and the channel writes each publish
+            # under a first-come lock, so the broker gets them in `sequence` order.
+            acks = [
+                asyncio.ensure_future(
+                    self.exchange.publish(
+                        aio_pika.Message(
+                            event.text.encode(), content_type="application/json",
+                            message_id=message_id(tenant, event),
+                            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                        ),
+                        routing_key=event.type, timeout=SEND_TIMEOUT_S,
+                    )
+                )
+                for event in events
+            ]  # fmt: skip
+            await _acknowledged(acks, SEND_TIMEOUT_S)
+        except DeliveryError:
+            await self.close()
+            raise
         except (AMQPException, OSError, TimeoutError, ConnectionError) as exc:
             await self.close()
             raise DeliveryError(f"{type(exc).__name__}: {exc}") from exc
@@ -177,10 +250,10 @@ async def _give_up(connection: Any) -> None:
             await connection.close()
 
 
-def transport(kind: str, url: str, secret: str | None) -> Transport:
+def transport(kind: str, url: str, secret: str | None, batch_max: int = 1) -> Transport:
     if kind == "webhook":
         assert secret is not None
-        return WebhookTransport(url, secret)
+        return WebhookTransport(url, secret, batch_max)
     if kind == "redis":
         return RedisTransport(url)
     if kind == "nats":
