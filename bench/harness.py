@@ -357,6 +357,8 @@ async def lag(
           f" {result['load']['events']} events")  # fmt: skip
     for kind in ("webhook", "redis", "nats"):
         if kind in result:
+            behind = [(x[kind], x[f"{kind}_received"]) for x in result["behind_each_second"]]
+            print(f"    {kind:<8} events behind each second (recorded, received): {behind}")
             r = result[kind]
             print(f"    {kind:<8} lag p50 {r['lag']['p50_ms']} ms p99 {r['lag']['p99_ms']} ms"
                   f" max {r['lag']['max_ms']} ms ({r['events']} events); head"

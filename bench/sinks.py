@@ -1,6 +1,7 @@
 """Sinks under load for `make bench` (`log_lag`): a webhook (`batch_max` 100), a Redis
 stream and a NATS JetStream sink follow the tenant's log while `uniform` writes at its
-full rate; then new sinks of each type start far behind and catch up.
+full rate; then new sinks of each type start far behind and catch up. BENCH_LAG_SINKS
+picks some of the types (`redis,nats`).
 
 Each consumer keeps what arrives with the wall clock of its arrival (`time.time()`, the
 clock of the service on this same machine) and nothing more while the load runs: the
@@ -12,6 +13,8 @@ applied it, just before its commit) to its arrival.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -180,6 +183,25 @@ async def _until_head(consumers: list[Consumer], head: int, since: float) -> dic
     return reached
 
 
+async def _sample(
+    client: httpx.AsyncClient, consumers: list[Consumer], sinks: list[str]
+) -> list[dict[str, int]]:
+    """Each second: how many events behind the head each sink's recorded position is
+    (`<type>`) and what its consumer has (`<type>_received`): which side falls behind."""
+    samples: list[dict[str, int]] = []
+    with contextlib.suppress(asyncio.CancelledError):
+        while True:
+            await asyncio.sleep(1)
+            head = await _head(client)
+            sample = {"head": head}
+            for consumer, sink_id in zip(consumers, sinks, strict=True):
+                sink = (await client.get(f"/v1/sinks/{sink_id}")).json()
+                sample[consumer.kind] = head - sink["delivered"]
+                sample[f"{consumer.kind}_received"] = head - consumer.newest()
+            samples.append(sample)
+    return samples
+
+
 async def sink_lag(
     client: httpx.AsyncClient, redis_url: str, nats_url: str | None,
     load: Callable[[], dict[str, Any]],
@@ -187,17 +209,24 @@ async def sink_lag(
     """`load()` (uniform, at full rate) while one sink of each type follows the log; then
     a new sink of each type BEHIND events back catches up."""
 
+    kinds = os.environ.get("BENCH_LAG_SINKS", "webhook,redis,nats").split(",")
+
     def consumers() -> list[Consumer]:
         made: list[Consumer] = [WebhookConsumer(), RedisConsumer(redis_url)]
-        return [*made, NatsConsumer(nats_url)] if nats_url else made
+        if nats_url:
+            made.append(NatsConsumer(nats_url))
+        return [c for c in made if c.kind in kinds]
 
     following = consumers()
     start = await _head(client)
     sinks = await _follow(client, following, start)
     report: dict[str, Any] = {}
+    sampling = asyncio.create_task(_sample(client, following, sinks))
     try:
         written = await asyncio.to_thread(load)
         ended = time.monotonic()
+        sampling.cancel()
+        report["behind_each_second"] = await sampling
         end = await _head(client)
         caught = await _until_head(following, end, ended)
         report["load"] = {"per_s": written["per_s"], "events": end - start}

@@ -117,7 +117,7 @@ async def test_bad_sinks_are_400(api: httpx.AsyncClient, body: dict[str, Any]) -
 
 
 async def test_a_webhook_gets_every_new_event_signed_and_in_order(
-    api: httpx.AsyncClient, uid: Callable[[str], str], receiver: Receiver
+    api: httpx.AsyncClient, uid: Callable[[str], str], receiver: Receiver, service: Service
 ) -> None:
     start = (await head(api))["sequence"]
     sink = await make_sink(api, type="webhook", url=receiver.url, after=start)
@@ -134,7 +134,14 @@ async def test_a_webhook_gets_every_new_event_signed_and_in_order(
     state = (await api.get(f"/v1/sinks/{sink['id']}")).json()
     assert state["delivered"] == expected[-1]
     assert state["failures"] == 0
+    # Caught up, the sink reads an empty page, waits, and goes on with the next events
+    # (well within its lease: a task that ended would be taken again only after it).
+    await credits(api, account, 3)
+    expected = [e["sequence"] for e in await events_after(api, start)]
+    await receiver.wait_for(lambda r: len(r.delivered()) >= len(expected), timeout_s=10)
+    assert receiver.sequences() == expected
     await api.delete(f"/v1/sinks/{sink['id']}")
+    assert "it will be taken again" not in service.log_path.read_text()
 
 
 async def test_a_batching_webhook_gets_consecutive_events_in_signed_batches(

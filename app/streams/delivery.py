@@ -103,11 +103,12 @@ class SinkRunner:
             if not await self._keep(sink):
                 return
             page = await read_events(self.store, sink.tenant, position, PAGE)
-            head = page[-1].sequence if len(page) < PAGE else await self._head(sink.tenant)
-            observe_sink_lag(sink.tenant, sink.id, head - position, page[0].at if page else None)
             if not page:
+                observe_sink_lag(sink.tenant, sink.id, 0, None)
                 await asyncio.sleep(self.settings.sink_poll_s)
                 continue
+            head = page[-1].sequence if len(page) < PAGE else await self._head(sink.tenant)
+            observe_sink_lag(sink.tenant, sink.id, head - position, page[0].at)
             chosen = [e for e in page if wanted is None or e.type in wanted]
             last = await self._send_page(sink, sender, chosen, position, page[-1].sequence)
             if last is None:
