@@ -207,7 +207,7 @@ async def sink_lag(
     load: Callable[[], dict[str, Any]],
 ) -> dict[str, Any]:  # fmt: skip
     """`load()` (uniform, at full rate) while one sink of each type follows the log; then
-    a new sink of each type BEHIND events back catches up."""
+    a new sink of each type, one after the other, catches up from BEHIND events back."""
 
     kinds = os.environ.get("BENCH_LAG_SINKS", "webhook,redis,nats").split(",")
 
@@ -242,22 +242,19 @@ async def sink_lag(
             await client.delete(f"/v1/sinks/{sink_id}")
         for consumer in following:
             await consumer.stop()
-    behind = consumers()
+    # One type at a time: each sink's own rate, not three sharing the cores.
     after = max(0, end - BEHIND)
-    began = time.monotonic()
-    sinks = await _follow(client, behind, after)
-    try:
-        caught = await _until_head(behind, end, began)
-        for consumer in behind:
-            took = caught.get(consumer.kind)
+    for consumer in consumers():
+        began = time.monotonic()
+        [sink_id] = await _follow(client, [consumer], after)
+        try:
+            took = (await _until_head([consumer], end, began)).get(consumer.kind)
             report[consumer.kind]["catch_up"] = {
                 "events": end - after,
                 "seconds": took,
                 "per_s": round((end - after) / took) if took else None,
             }
-    finally:
-        for sink_id in sinks:
+        finally:
             await client.delete(f"/v1/sinks/{sink_id}")
-        for consumer in behind:
             await consumer.stop()
     return report

@@ -28,7 +28,7 @@ class Received:
 
 
 def _events(body: Any) -> list[Any]:
-    return body["events"] if "events" in body else [body]
+    return body.get("events", [body])  # type: ignore[no-any-return]
 
 
 @dataclass

@@ -99,21 +99,37 @@ class SinkRunner:
     async def _deliver(self, sink: Sink, sender: Transport) -> None:
         position = sink.delivered
         wanted = None if sink.types is None else set(sink.types)
-        while True:
-            if not await self._keep(sink):
-                return
-            page = await read_events(self.store, sink.tenant, position, PAGE)
-            if not page:
-                observe_sink_lag(sink.tenant, sink.id, 0, None)
-                await asyncio.sleep(self.settings.sink_poll_s)
-                continue
-            head = page[-1].sequence if len(page) < PAGE else await self._head(sink.tenant)
-            observe_sink_lag(sink.tenant, sink.id, head - position, page[0].at)
-            chosen = [e for e in page if wanted is None or e.type in wanted]
-            last = await self._send_page(sink, sender, chosen, position, page[-1].sequence)
-            if last is None:
-                return  # deleted, or the lease went to another process
-            position = last
+        ahead: asyncio.Task[list[StoredEvent]] | None = None
+        try:
+            while True:
+                if not await self._keep(sink):
+                    return
+                if ahead is None:
+                    page = await read_events(self.store, sink.tenant, position, PAGE)
+                else:
+                    page, ahead = await ahead, None
+                if not page:
+                    observe_sink_lag(sink.tenant, sink.id, 0, None)
+                    await asyncio.sleep(self.settings.sink_poll_s)
+                    continue
+                if len(page) == PAGE:
+                    # Behind: the next page is read while this one is sent.
+                    ahead = asyncio.create_task(
+                        read_events(self.store, sink.tenant, page[-1].sequence, PAGE)
+                    )
+                    head = await self._head(sink.tenant)
+                else:
+                    head = page[-1].sequence
+                observe_sink_lag(sink.tenant, sink.id, head - position, page[0].at)
+                chosen = [e for e in page if wanted is None or e.type in wanted]
+                last = await self._send_page(sink, sender, chosen, position, page[-1].sequence)
+                if last is None:
+                    return  # deleted, or the lease went to another process
+                position = last
+        finally:
+            if ahead is not None:
+                ahead.cancel()
+                await asyncio.gather(ahead, return_exceptions=True)
 
     async def _send_page(
         self, sink: Sink, sender: Transport, chosen: list[StoredEvent], position: int, end: int
