@@ -28,7 +28,7 @@ class Received:
 
 
 def _events(body: Any) -> list[Any]:
-    return body.get("events", [body])  # type: ignore[no-any-return]
+    return body.get("events", [body])
 
 
 @dataclass
