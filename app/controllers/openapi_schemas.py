@@ -4,7 +4,7 @@ cannot say themselves: id, currency and amount patterns, problems, events, verif
 from __future__ import annotations
 
 from app.ledger.log import EVENT_TYPES
-from app.streams.sinks import SCHEMES
+from app.streams.sinks import BATCH_MAX_LIMIT, SCHEMES
 
 ID_PATTERN = "^[A-Za-z0-9_.:@/-]{1,128}$"
 CURRENCY_PATTERN = "^[A-Za-z0-9_.:-]{1,32}$"
@@ -44,6 +44,10 @@ REFINED = {
     ("SinkIn", "id"): {"anyOf": [{"type": "string", "pattern": ID_PATTERN}, {"type": "null"}]},
     ("SinkIn", "type"): {"enum": list(SCHEMES)},
     ("SinkIn", "url"): {"type": "string", "format": "uri"},
+    ("SinkIn", "batch_max"): {
+        "anyOf": [{"type": "integer", "minimum": 1, "maximum": BATCH_MAX_LIMIT}, {"type": "null"}],
+        "description": "webhook sinks only: events in one request",
+    },
     ("SinkIn", "types"): {
         "anyOf": [
             {"type": "array", "minItems": 1, "items": {"enum": list(EVENT_TYPES)}},
