@@ -169,6 +169,18 @@ async def test_a_batching_webhook_gets_consecutive_events_in_signed_batches(
     for got, batch in zip(receiver.delivered(), batches, strict=True):
         first, last = batch["events"][0]["sequence"], batch["events"][-1]["sequence"]
         assert got.headers["webhook-id"] == f"test:{first}-{last}"
+    # Caught up, the process serving it says so on /metrics, in events and in seconds.
+    series = {f'twofold_sink_lag_{unit}{{sink="{sink["id"]}",tenant="test"}}'
+              for unit in ("events", "seconds")}  # fmt: skip
+    deadline = time.monotonic() + 10
+    while True:
+        lines = (await api.get("/metrics")).text.splitlines()
+        values = {n: float(v) for n, _, v in (line.rpartition(" ") for line in lines)
+                  if n in series}  # fmt: skip
+        if set(values) == series and not any(values.values()):
+            break
+        assert time.monotonic() < deadline, values
+        await asyncio.sleep(0.1)
     await api.delete(f"/v1/sinks/{sink['id']}")
 
 
