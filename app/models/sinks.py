@@ -171,21 +171,23 @@ class Fence:
     after a DELETE has answered, and no two processes ever send to one sink at once (a
     claim skips a locked row)."""
 
-    __slots__ = ("connection", "owner", "sink")
+    __slots__ = ("connection", "lease_s", "sink")
 
-    def __init__(self, connection: Connection, sink: Sink, owner: str) -> None:
-        self.connection, self.sink, self.owner = connection, sink, owner
+    def __init__(self, connection: Connection, sink: Sink, lease_s: float) -> None:
+        self.connection, self.sink, self.lease_s = connection, sink, lease_s
 
     def _params(self, **more: object) -> dict[str, object]:
         return {"tenant": self.sink.tenant, "id": self.sink.id, **more}
 
     async def delivered(self, sequence: int) -> None:
-        """Record the last event the sink took."""
+        """Record the last event the sink took, and keep the lease (a long page of a slow
+        sink is sent through many fences)."""
         await self.connection.execute(
             "UPDATE sinks SET delivered = greatest(delivered, :sequence), failures = 0,"
-            " last_error = NULL, last_attempt_at = clock_timestamp(), next_attempt_at = NULL"
+            " last_error = NULL, last_attempt_at = clock_timestamp(), next_attempt_at = NULL,"
+            " lease_until = clock_timestamp() + make_interval(secs => :lease_s)"
             " WHERE tenant = :tenant AND id = :id",
-            self._params(sequence=sequence),
+            self._params(sequence=sequence, lease_s=self.lease_s),
         )
 
     async def failed(self, error: str, retry_max_s: float, sent: int) -> int:
@@ -214,13 +216,15 @@ LOCK_LEASED = (
 
 
 @asynccontextmanager
-async def fence(store: PostgresStore, sink: Sink, owner: str) -> AsyncIterator[Fence | None]:
+async def fence(
+    store: PostgresStore, sink: Sink, owner: str, lease_s: float
+) -> AsyncIterator[Fence | None]:
     """The sink's row locked until the block ends (and commits what it recorded); None
     when the sink was deleted or its lease is no longer this process's."""
     async with store.sink_connection() as connection, connection.raw.transaction():
         params = {"tenant": sink.tenant, "id": sink.id, "owner": owner}
         found = (await connection.execute(LOCK_LEASED, params)).first()
-        yield None if found is None else Fence(connection, sink, owner)
+        yield None if found is None else Fence(connection, sink, lease_s)
 
 
 async def release(store: PostgresStore, owner: str) -> None:

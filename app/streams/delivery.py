@@ -42,6 +42,21 @@ SINKS_PER_PROCESS = SINK_POOL_SIZE
 RECORD_EVERY_S = 0.1
 
 
+async def _send_chunk(
+    sender: Transport, tenant: str, chunk: list[StoredEvent]
+) -> tuple[int, DeliveryError | None]:
+    """How many of the chunk's first events the other side acknowledged, and why it
+    stopped there (None: it took them all)."""
+    try:
+        async with asyncio.timeout(SEND_TIMEOUT_S):
+            await sender.send_all(tenant, chunk)
+    except DeliveryError as exc:
+        return exc.sent, exc
+    except TimeoutError:
+        return 0, DeliveryError("no acknowledgement in time")
+    return len(chunk), None
+
+
 class SinkRunner:
     def __init__(self, store: PostgresStore, settings: Settings) -> None:
         self.store = store
@@ -142,20 +157,14 @@ class SinkRunner:
         loop = asyncio.get_running_loop()
         while True:
             failure: DeliveryError | None = None
-            async with stored.fence(self.store, sink, self.owner) as fence:
+            lease_s = self.settings.sink_lease_s
+            async with stored.fence(self.store, sink, self.owner, lease_s) as fence:
                 if fence is None:
                     return None
                 started = loop.time()
                 while chosen and loop.time() - started < RECORD_EVERY_S:
                     chunk = chosen[: sender.chunk]
-                    try:
-                        async with asyncio.timeout(SEND_TIMEOUT_S):
-                            await sender.send_all(sink.tenant, chunk)
-                        sent = len(chunk)
-                    except (DeliveryError, TimeoutError) as exc:
-                        failure = exc if isinstance(exc, DeliveryError) else DeliveryError(
-                            "no acknowledgement in time")  # fmt: skip
-                        sent = failure.sent
+                    sent, failure = await _send_chunk(sender, sink.tenant, chunk)
                     if sent:
                         position = chunk[sent - 1].sequence
                         chosen = chosen[sent:]
