@@ -32,8 +32,7 @@ ENTRY_FIELDS = ("account", "currency", "seq", "transaction_id", "kind", "amount"
 BATCH_MAX = 8190
 # A batch request's share of the file, at most (unless one transaction is larger): half
 # the service's default cap on a batch body (`BATCH_BODY_SIZE_MAX`, 16 MiB). The largest
-# batches that fit go fastest (100,000 transfers: 8,190 a request 3,519 and 4,305/s
-# against 3,279 and 2,972/s at 1,000, alternating).
+# batches that fit go fastest (measured in docs/performance.md).
 BATCH_BYTES = 8 * 1024 * 1024
 # What an exported transaction in each final status is imported as (see `docs/behaviour.md`):
 # only what moved money or still holds it; FAILED and VOIDED ones left none.

@@ -8,9 +8,9 @@ before reading the body: the handler then answers (a query string with anything 
 decode, a sub-resource it does not serve). With `FAST_PATH=0` every request goes to the
 handlers, which tests use to ask both paths the same questions.
 
-NOTE: measured under `uniform` (bench/harness.py, alternating runs): the service's CPU
-per transfer 439-462 -> 312-320 us, 2,460-2,620 -> 3,140-3,250 transfers/s; Litestar's
-request and response objects were most of the difference.
+NOTE: under `uniform` this cut the service's CPU per transfer by more than a quarter
+(docs/performance.md, "Figures behind the code"); Litestar's request and response
+objects were most of the difference.
 """
 
 from __future__ import annotations

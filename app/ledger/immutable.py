@@ -1,10 +1,10 @@
 """`immutable`: the engine's records, frozen to the type checker, built at a plain
 dataclass's speed.
 
-NOTE: a frozen dataclass sets each field through `object.__setattr__`: 1.29 us to build
-one of eight fields against 0.25 us for a plain slotted one. The group commit builds
-several per transfer (heads, journal rows, results, events), and frozen records were
-~12 of its ~50 us a transfer. So these are frozen where mypy looks (it refuses any
+NOTE: a frozen dataclass sets each field through `object.__setattr__`, several times
+slower to build than a plain slotted one. The group commit builds several per transfer
+(heads, journal rows, results, events), and frozen records were about a quarter of its
+Python time a transfer. So these are frozen where mypy looks (it refuses any
 assignment to a field) and plain slotted dataclasses at run time, hashed by their fields
 as frozen ones are.
 """

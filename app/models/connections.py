@@ -78,8 +78,8 @@ async def _keep_session(_: asyncpg.Connection) -> None:
     """Return a connection to the pool as it is.
 
     NOTE: asyncpg's default reset sends `SELECT pg_advisory_unlock_all(); CLOSE ALL;
-    UNLISTEN *; RESET ALL` on every release: one more round trip per use (a GET of an
-    account cost PostgreSQL 349 us of CPU with it, 276 us without). The store uses no
+    UNLISTEN *; RESET ALL` on every release: one more round trip per use (a fifth of
+    PostgreSQL's CPU for a GET of an account). The store uses no
     advisory locks, cursors, LISTEN or SET; asyncpg still rolls back a transaction left
     open.
     """
@@ -121,9 +121,9 @@ def translated_errors() -> Iterator[None]:
 class Database:
     """The pools a process keeps: keyed statements, scans, and the group commit's writer.
 
-    NOTE: SQLAlchemy's async layer cost ~490 us of client CPU per statement on the
-    2-core benchmark machine against ~240 us for asyncpg's pool (and every request
-    pays for its statements), so the runtime talks asyncpg; Alembic keeps SQLAlchemy.
+    NOTE: SQLAlchemy's async layer cost about twice asyncpg's pool in client CPU per
+    statement on the 2-core benchmark machine (and every request pays for its
+    statements), so the runtime talks asyncpg; Alembic keeps SQLAlchemy.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -138,18 +138,19 @@ class Database:
         size = settings.db_pool_size + settings.db_pool_overflow
         # Reads and writes of rows found by their keys keep one generic plan, like the
         # group commit's statements below: planning a balance at an instant anew cost
-        # PostgreSQL ~250 us a read, ~115 us with the generic plan.
+        # PostgreSQL about twice what the read costs with the generic plan.
         self._pool = await self._create_pool(size, KEYED_PLANS)
         # NOTE: a generic plan, chosen once per connection, can scan a whole index in
-        # keyset order for an account's page (x25 at 1M rows, seen in bench/search.py);
-        # so searches and pages plan for the actual values, which costs ~0.1 ms.
+        # keyset order for an account's page (many times slower at 1M rows, seen in
+        # bench/search.py); so searches and pages plan for the actual values, a small
+        # cost next to the page.
         self._scans = await self._create_pool(
             max(2, size // 2), {"plan_cache_mode": "force_custom_plan"}
         )
         # Group commits run one at a time per process (a failed one reruns its groups
         # one by one on the same path). Planning their statements anew for every batch
-        # cost PostgreSQL ~100 us per transfer under `uniform`, so they keep one generic
-        # plan. Every row they touch is found by its key: with sequential scans off, a
+        # cost PostgreSQL as much as a transfer's writes under `uniform`, so they keep one
+        # generic plan. Every row they touch is found by its key: with sequential scans off, a
         # table is only ever probed by index, however many rows a batch names and even
         # if the plan was made while the tables were nearly empty. (Hash joins stay:
         # they join a batch's own rows, such as new accounts to their keys.)

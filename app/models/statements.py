@@ -87,9 +87,10 @@ FOR UPDATE
 # `[[tenant, account, currency, rule, version], ...]`, unique, with the rule and version
 # read unlocked, or nulls where they were not (an account committed after that read, a
 # head only a flip names). A head whose version is the one read has not changed since:
-# it is answered as its ordinal in `:heads` (`unchanged`), not as a row to decode (~3 us
-# a head for asyncpg and the store). Only a head not read has its rule read here: a
-# committed account's rule never changes and the account is never deleted.
+# it is answered as its ordinal in `:heads` (`unchanged`), not as a row to decode (which
+# cost asyncpg and the store more than the rest of a head's lock). Only a head not read
+# has its rule read here: a committed account's rule never changes and the account is
+# never deleted.
 LOCK_HEADS = """
 WITH locked AS MATERIALIZED (
     SELECT k.n, b.tenant, b.account, b.currency,
@@ -173,7 +174,7 @@ _UNUSED = _rows("unused", "tenant text, account text")
 # One statement writes a whole group commit: heads, journal, rows (with their history),
 # postings.
 # NOTE: each table's rows arrive as one JSON text: encoding them is one msgspec call,
-# where binding ~45 typed arrays cost asyncpg ~30 us per transfer. As `jsonb`, in every
+# where binding ~45 typed arrays cost asyncpg far more per transfer. As `jsonb`, in every
 # statement here: PostgreSQL parses it once (a `json` parameter was parsed on receipt,
 # again by the statement, and its `jsonb` fields a third time).
 WRITE_PLAN = f"""

@@ -171,9 +171,9 @@ async def write_and_commit(
 # From this many events on, a commit is large: its rows go as bound parameters, two
 # round trips more than the one simple query of literals that small commits make, and
 # the chain is computed here rather than by `twofold_append`. Both to spare PostgreSQL
-# work that grows with the commit: lexing a megabyte of literals was ~6 % of its CPU at
-# 1,000 transfers a commit (perf), and the PL/pgSQL loop costs it ~13 us an event where
-# Python's sha256 costs ~2.
+# work that grows with the commit: lexing a megabyte of literals showed in its profile
+# at 1,000 transfers a commit (perf), and the PL/pgSQL loop costs it several times what
+# Python's sha256 costs an event.
 LARGE_MIN = 64
 
 
