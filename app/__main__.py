@@ -1,4 +1,4 @@
-"""`python -m app` is the `twofold` command (app/cli.py)."""
+"""`python -m app` is the `twofold` command (app/cli/)."""
 
 from app.cli import main
 

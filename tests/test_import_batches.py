@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from app import cli_data
+from app.cli import data as cli_data
 
 
 def source(statuses: list[str]) -> io.BytesIO:

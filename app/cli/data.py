@@ -22,7 +22,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from app.cli_api import DEFAULT_KEY, ApiKey, ServiceUrl, api_client
+from app.cli.api import DEFAULT_KEY, ApiKey, ServiceUrl, api_client
 from app.embedded import database_for_tools, stop_all
 from app.settings import environment
 

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from app.cli_api import DEFAULT_KEY, ApiKey, ServiceUrl, api_client
+from app.cli.api import DEFAULT_KEY, ApiKey, ServiceUrl, api_client
 from app.signing import check_proof, generate_ed25519, labels, load_private_key, sign
 
 keys = typer.Typer(help="Own accounts with key pairs: generate, sign a request, check a proof.")

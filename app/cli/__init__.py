@@ -3,9 +3,10 @@
 `twofold serve` (also `python -m app` and `make run`) starts what DATABASE_URL/REDIS_URL
 do not name, migrates and serves; `twofold migrate` only migrates; `twofold verify`
 re-checks tenants' ledgers straight from the database; `twofold export` / `import`
-move a tenant's transactions out and in (`app/cli_data.py`); `twofold keys` makes key
-pairs, signs requests and checks proofs (`app/cli_keys.py`); `twofold tenants new` and
-`twofold events tail` (`app/cli_service.py`).
+move a tenant's transactions out and in (`data.py`); `twofold keys` makes key pairs,
+signs requests and checks proofs (`keys.py`); `twofold tenants new` (`tenants.py`) and
+`twofold events tail` (`events.py`). What the commands that call the API share is in
+`api.py`.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from app.cli_data import export, import_
-from app.cli_keys import keys
-from app.cli_service import events, tenants
+from app.cli.data import export, import_
+from app.cli.events import events
+from app.cli.keys import keys
+from app.cli.tenants import tenants
 from app.embedded import database_for_tools, migrate, stop_all
 from app.instance import AlreadyRunning
 from app.settings import environment
