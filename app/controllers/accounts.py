@@ -32,7 +32,7 @@ from app.ledger.money import EXACT, check_currency, format_amount
 from app.ledger.rules import Rule
 from app.ledger.search import Page, Target, parse_page
 from app.ledger.service import Account, Ledger
-from app.middleware import Receive, Scope
+from app.middleware.asgi import Receive, Scope
 from app.models.search import search_accounts
 from app.models.store import PostgresStore
 

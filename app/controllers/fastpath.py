@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from app.ledger.errors import LedgerError
-from app.middleware import ASGIApp, Receive, Scope, Send, send_raw
+from app.middleware.asgi import ASGIApp, Receive, Scope, Send, send_raw
 from app.problems import PROBLEM_MEDIA_TYPE, ledger_problem
 
 if TYPE_CHECKING:

@@ -41,7 +41,7 @@ from app.ledger.keys import Authority
 from app.ledger.search import Target
 from app.ledger.service import Ledger
 from app.metrics import count_transactions
-from app.middleware import Receive, Scope, read_body
+from app.middleware.asgi import Receive, Scope, read_body
 from app.models.keys import read_proof
 from app.models.search import search_transactions
 from app.models.store import PostgresStore
