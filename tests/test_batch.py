@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from app.ledger import locking
-from app.ledger.batch import BatchFailed, Group, Job, JobKind, apply_groups
+from app.ledger.batch import BatchFailed, apply_groups
 from app.ledger.documents import Draft, Line, Mode, Status
 from app.ledger.errors import Expired, InvalidState, NotFound, TransactionExists
 from app.ledger.locking import (
@@ -19,6 +19,7 @@ from app.ledger.locking import (
     precheck,
     unrecorded,
 )
+from app.ledger.records import Group, Job, JobKind
 from app.ledger.rules import Head, Rule
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)

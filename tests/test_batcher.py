@@ -5,9 +5,9 @@ from collections.abc import Sequence
 
 import pytest
 
-from app.ledger.batch import Group, Job, JobKind, Result
 from app.ledger.batcher import Batcher
 from app.ledger.errors import Unavailable
+from app.ledger.records import Group, Job, JobKind, Result
 
 
 def group(tid: str, size: int = 1) -> Group:

@@ -8,7 +8,13 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from app.ledger.batch import (
+from app.ledger.batch import apply_groups
+from app.ledger.commit import Recorded, group_commit
+from app.ledger.documents import Draft, Line, Mode, Status
+from app.ledger.keys import Authority
+from app.ledger.records import (
+    AccountKey,
+    Change,
     Group,
     HeadKey,
     Job,
@@ -16,12 +22,7 @@ from app.ledger.batch import (
     Plan,
     Transaction,
     TxnKey,
-    apply_groups,
 )
-from app.ledger.commit import AccountKey, Recorded, group_commit
-from app.ledger.documents import Draft, Line, Mode, Status
-from app.ledger.keys import Authority
-from app.ledger.log import Change
 from app.ledger.rules import Head, Rule
 
 NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)

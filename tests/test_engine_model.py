@@ -11,8 +11,9 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from app.ledger.batch import Group, Job, JobKind, Transaction, apply_groups
+from app.ledger.batch import apply_groups
 from app.ledger.documents import Draft, Line, Mode, Status
+from app.ledger.records import Group, Job, JobKind, Transaction
 from app.ledger.rules import Head, Rule
 
 TENANT = "t"

@@ -9,17 +9,10 @@ from decimal import Decimal
 import msgspec
 import rfc8785
 
-from app.ledger.batch import Transaction
 from app.ledger.documents import Line, Mode, Status
-from app.ledger.log import (
-    ZERO_HASH,
-    Change,
-    EventType,
-    chain_hash,
-    format_instant,
-)
+from app.ledger.log import ZERO_HASH, chain_hash, format_instant
+from app.ledger.records import Account, Change, EventType, Transaction
 from app.ledger.rules import Head, Rule
-from app.ledger.service import Account
 from app.models.log import render, text, with_hash
 
 AT = datetime(2026, 11, 30, 12, 0, 0, 123456, tzinfo=UTC)

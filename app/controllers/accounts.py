@@ -29,9 +29,10 @@ from app.controllers.signatures import authority, check_key_material
 from app.ledger.documents import new_id, parse_instant
 from app.ledger.errors import InvalidRequest, NotFound
 from app.ledger.money import EXACT, check_currency, format_amount
+from app.ledger.records import Account
 from app.ledger.rules import Rule
 from app.ledger.search import Page, Target, parse_page
-from app.ledger.service import Account, Ledger
+from app.ledger.service import Ledger
 from app.middleware.asgi import Receive, Scope
 from app.models.search import search_accounts
 from app.models.store import PostgresStore

@@ -14,7 +14,8 @@ from litestar.response import Stream
 from app.controllers.accounts import page_limit
 from app.controllers.paths import tenant_of
 from app.ledger.errors import InvalidRequest
-from app.ledger.log import EVENT_TYPES, format_instant
+from app.ledger.log import format_instant
+from app.ledger.records import EVENT_TYPES
 from app.models.log import read_events, read_head
 from app.models.store import PostgresStore
 from app.streams.tail import LogTail, Page

@@ -41,7 +41,7 @@ from app.controllers.schemas import (
     TransactionsOut,
 )
 from app.controllers.sinks import SinkIn, SinkOut, SinksOut
-from app.ledger.log import EVENT_TYPES
+from app.ledger.records import EVENT_TYPES
 from app.problems import STATUS_BY_CODE
 
 VENDOR = Path(__file__).resolve().parent.parent / "static" / "vendor"

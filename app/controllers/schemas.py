@@ -11,7 +11,6 @@ from typing import Any, Literal, TypeVar
 
 import msgspec
 
-from app.ledger.batch import Result, Transaction
 from app.ledger.documents import (
     Draft,
     Limits,
@@ -27,8 +26,8 @@ from app.ledger.documents import (
 from app.ledger.errors import FieldError, InvalidQuery, InvalidRequest, LedgerError
 from app.ledger.keys import Proof, PublicKey
 from app.ledger.money import EXACT, check_data, check_id, format_amount
+from app.ledger.records import Account, Result, Transaction
 from app.ledger.rules import Head
-from app.ledger.service import Account
 
 _encode_sorted = msgspec.json.Encoder(order="sorted", decimal_format="string").encode
 

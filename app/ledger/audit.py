@@ -18,7 +18,6 @@ from typing import Any
 
 import rfc8785
 
-from app.ledger.batch import Transaction
 from app.ledger.documents import Mode, Status
 from app.ledger.log import (
     ZERO_HASH,
@@ -27,8 +26,8 @@ from app.ledger.log import (
     transaction_view,
 )
 from app.ledger.money import EXACT, format_amount
+from app.ledger.records import Account, Transaction
 from app.ledger.rules import Effect, Head, Rule, apply_line, breach
-from app.ledger.service import Account
 
 PROBLEMS_MAX = 100
 ZERO = Decimal(0)

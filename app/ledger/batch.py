@@ -8,14 +8,12 @@ result per job. A job that cannot fit fails alone; an atomic group fails as a wh
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from app.ledger.documents import (
     Cancel,
-    Draft,
     Line,
     Mode,
     Status,
@@ -32,120 +30,27 @@ from app.ledger.errors import (
     TransactionFailed,
     Unavailable,
 )
-from app.ledger.immutable import immutable
-from app.ledger.keys import UNSIGNED, Authority, Proof, refusal
-from app.ledger.log import ENTERED, Change
-from app.ledger.rules import Effect, Entry, Head, apply_lines, timestamp_failure
-
-TxnKey = tuple[str, str]  # (tenant, transaction id)
-HeadKey = tuple[str, str, str]  # (tenant, account, currency)
+from app.ledger.keys import UNSIGNED, refusal
+from app.ledger.records import (
+    ENTERED,
+    Change,
+    Group,
+    HeadKey,
+    Job,
+    JobKind,
+    JournalRow,
+    Plan,
+    Posting,
+    Result,
+    Transaction,
+    TxnKey,
+)
+from app.ledger.rules import Effect, Head, apply_lines, timestamp_failure
 
 EXPIRED_FAILURE: Mapping[str, Any] = {
     "code": "expired",
     "detail": "the transaction expired before it was executed",
 }
-
-
-class JobKind(StrEnum):
-    CREATE = "create"
-    EXECUTE = "execute"
-    CANCEL = "cancel"  # void a PENDING transaction, reverse a COMPLETED one
-    SETTLE = "settle"  # void a PENDING transaction past its expires_at
-
-
-@immutable
-class Job:
-    kind: JobKind
-    tenant: str
-    transaction_id: str
-    draft: Draft | None = None
-    # A failure already known from the unlocked check: recorded FAILED, no balance locked.
-    failure: Mapping[str, Any] | None = None
-
-
-@immutable
-class Group:
-    """Jobs submitted together; `atomic`: all apply or none is recorded. `authority`:
-    what the request's signatures proved (checked for owned accounts it debits)."""
-
-    jobs: tuple[Job, ...]
-    atomic: bool = False
-    authority: Authority = UNSIGNED
-
-
-@immutable
-class Transaction:
-    """A transaction as stored, with its state history."""
-
-    id: str
-    status: Status
-    mode: Mode
-    lines: tuple[Line, ...]
-    data: Mapping[str, Any]
-    timestamp: datetime | None
-    timestamp_given: bool
-    created_at: datetime
-    expires_at: datetime | None
-    failure: Mapping[str, Any] | None
-    reverses: str | None
-    reversal_id: str | None
-    fingerprint: str
-    events: tuple[tuple[Status, datetime], ...] = ()
-
-    @property
-    def keys(self) -> list[tuple[str, str]]:
-        return sorted({(line.account, line.currency) for line in self.lines})
-
-
-@immutable
-class Result:
-    transaction: Transaction | None = None
-    created: bool = False
-    error: LedgerError | None = None
-
-
-@immutable
-class Posting:
-    """One account a transaction touches, listed for search in page order."""
-
-    tenant: str
-    transaction_id: str
-    account: str
-    timestamp: datetime
-
-
-@immutable
-class JournalRow:
-    tenant: str
-    transaction_id: str
-    entry: Entry
-    timestamp: datetime
-
-
-@dataclass(slots=True)
-class Plan:
-    """Every row one group commit writes."""
-
-    heads: dict[HeadKey, Head] = field(default_factory=dict)
-    entries: list[JournalRow] = field(default_factory=list)
-    inserts: dict[TxnKey, Transaction] = field(default_factory=dict)
-    updates: dict[TxnKey, Transaction] = field(default_factory=dict)
-    postings: list[Posting] = field(default_factory=list)
-    # The tenant's log: one change per state a transaction enters, in order.
-    changes: list[Change] = field(default_factory=list)
-    # The signed request each new transaction of a signed request was recorded from.
-    proofs: list[tuple[TxnKey, Proof]] = field(default_factory=list)
-
-    def copy(self) -> Plan:
-        return Plan(
-            dict(self.heads),
-            list(self.entries),
-            dict(self.inserts),
-            dict(self.updates),
-            list(self.postings),
-            list(self.changes),
-            list(self.proofs),
-        )
 
 
 class Applier:

@@ -15,8 +15,8 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from app.ledger.batch import Group, Result
 from app.ledger.errors import Unavailable
+from app.ledger.records import Group, Result
 
 log = logging.getLogger("twofold")
 

@@ -14,20 +14,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from app.ledger.batch import (
-    Applier,
-    Group,
-    HeadKey,
-    Plan,
-    Result,
-    Transaction,
-    TxnKey,
-    slices,
-)
+from app.ledger.batch import Applier, slices
 from app.ledger.errors import LedgerError
 from app.ledger.keys import refusal
 from app.ledger.locking import (
-    AccountKey,
     claimed_heads,
     created_keys,
     debited,
@@ -37,9 +27,19 @@ from app.ledger.locking import (
     reversible,
     unrecorded,
 )
-from app.ledger.log import Change, EventType
+from app.ledger.records import (
+    Account,
+    AccountKey,
+    Change,
+    EventType,
+    Group,
+    HeadKey,
+    Plan,
+    Result,
+    Transaction,
+    TxnKey,
+)
 from app.ledger.rules import Head, Rule
-from app.ledger.service import Account
 
 __all__ = ["AccountKey", "CommitPort", "Recorded", "group_commit"]
 

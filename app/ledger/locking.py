@@ -8,12 +8,10 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
-from app.ledger.batch import Group, HeadKey, Job, JobKind, Plan, Transaction, TxnKey
 from app.ledger.documents import Draft, Mode, Status, reversal_id
 from app.ledger.money import AMOUNT_LIMIT, EXACT
+from app.ledger.records import AccountKey, Group, HeadKey, Job, JobKind, Plan, Transaction, TxnKey
 from app.ledger.rules import ZERO, Effect, Head, Rule, apply_lines, timestamp_failure
-
-AccountKey = tuple[str, str]  # (tenant, account id)
 
 
 def unrecorded(created: Iterable[tuple[str, str]], plan: Plan) -> list[tuple[str, str]]:

@@ -12,48 +12,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from datetime import UTC, datetime
-from enum import StrEnum
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from app.ledger.documents import Status
-from app.ledger.immutable import immutable
 from app.ledger.money import EXACT, format_amount
+from app.ledger.records import Account, Transaction
 from app.ledger.rules import Head
 
-if TYPE_CHECKING:
-    from app.ledger.batch import Transaction
-    from app.ledger.service import Account
-
 ZERO_HASH = "0" * 64
-
-
-class EventType(StrEnum):
-    ACCOUNT_CREATED = "account.created"
-    ACCOUNT_UPDATED = "account.updated"
-    TRANSACTION_PENDING = "transaction.pending"
-    TRANSACTION_COMPLETED = "transaction.completed"
-    TRANSACTION_FAILED = "transaction.failed"
-    TRANSACTION_VOIDED = "transaction.voided"
-    TRANSACTION_REVERSED = "transaction.reversed"
-    TRANSACTION_UPDATED = "transaction.updated"
-
-
-EVENT_TYPES = tuple(t.value for t in EventType)
-ENTERED = {status: EventType(f"transaction.{status.value.lower()}") for status in Status}
-
-
-@immutable
-class Change:
-    """One event of a tenant's log before it is numbered: its subject as it stands right
-    after the change, and the balances the change moved."""
-
-    tenant: str
-    type: EventType
-    at: datetime
-    transaction: Transaction | None = None
-    account: Account | None = None
-    moved: tuple[Head, ...] = ()
 
 
 def chain_hash(previous_hash: str, text: str) -> str:

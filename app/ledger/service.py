@@ -7,17 +7,9 @@ from the store's row locks, always taken in sorted key order.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from app.ledger.batch import (
-    Group,
-    Job,
-    JobKind,
-    Result,
-    Transaction,
-)
 from app.ledger.batcher import Batcher
 from app.ledger.documents import Draft, Limits, Status
 from app.ledger.errors import AccountExists, NotFound
@@ -31,19 +23,8 @@ from app.ledger.keys import (
     replace_keys,
 )
 from app.ledger.money import check_data, check_id
-from app.ledger.rules import Head, Rule
-
-
-@dataclass(frozen=True, slots=True)
-class Account:
-    id: str
-    rule: Rule
-    data: Mapping[str, Any]
-    created_at: datetime
-    heads: tuple[Head, ...] = ()
-    keys: tuple[PublicKey, ...] = ()
-    key_history: tuple[RetiredKey, ...] = ()
-
+from app.ledger.records import Account, Group, Job, JobKind, Result, Transaction
+from app.ledger.rules import Rule
 
 # Decides an account's keys and history from the account as locked, at the clock's
 # instant: raises when the change is not allowed.

@@ -8,8 +8,7 @@ from typing import Any
 
 import asyncpg
 
-from app.ledger.batch import Transaction
-from app.ledger.service import Account
+from app.ledger.records import Account, Transaction
 from app.models.rows import account_from_row, transaction_from_row
 from app.models.statements import (
     ACCOUNT_COLUMNS,

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from app.ledger.keys import Proof, PublicKey
+from app.models.connections import Database
 from app.models.rows import json_value, keys_from_json
-
-if TYPE_CHECKING:
-    from app.models.store import PostgresStore
 
 READ_KEYS = """
 SELECT id, keys FROM accounts
@@ -24,7 +21,7 @@ WHERE t.tenant = :tenant AND t.transaction_id = :id
 
 
 async def current_keys(
-    store: PostgresStore, tenant: str, account_ids: Sequence[str]
+    store: Database, tenant: str, account_ids: Sequence[str]
 ) -> dict[str, tuple[PublicKey, ...]]:
     """The current keys of the owned accounts among `account_ids`."""
     async with store.connection() as connection:
@@ -32,7 +29,7 @@ async def current_keys(
         return {r["id"]: keys_from_json(r["keys"]) for r in rows}
 
 
-async def read_proof(store: PostgresStore, tenant: str, transaction_id: str) -> Proof | None:
+async def read_proof(store: Database, tenant: str, transaction_id: str) -> Proof | None:
     async with store.connection() as connection:
         params = {"tenant": tenant, "id": transaction_id}
         row = (await connection.execute(READ_PROOF, params)).first()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 import rfc8785
@@ -13,15 +13,13 @@ import rfc8785
 from app.ledger.log import (
     KEEP_INSTANTS,
     ZERO_HASH,
-    Change,
     account_view,
     balances_view,
     format_instant,
     transaction_view,
 )
-
-if TYPE_CHECKING:
-    from app.models.store import PostgresStore
+from app.ledger.records import Change
+from app.models.connections import Database
 
 # Number and chain a commit's changes, per tenant in the order given, after the newest
 # event; then write them and move the heads (`twofold_append`, migration 0005). The head
@@ -143,7 +141,7 @@ class StoredEvent:
 
 
 async def read_events(
-    store: PostgresStore, tenant: str, after: int, limit: int, type_: str | None = None
+    store: Database, tenant: str, after: int, limit: int, type_: str | None = None
 ) -> list[StoredEvent]:
     """Up to `limit` events after sequence `after`, oldest first."""
     async with store.connection() as connection:
@@ -153,7 +151,7 @@ async def read_events(
         return [StoredEvent(r["sequence"], r["type"], served(r), r["at"]) for r in rows]
 
 
-async def read_head(store: PostgresStore, tenant: str) -> LogHead:
+async def read_head(store: Database, tenant: str) -> LogHead:
     async with store.connection() as connection:
         row = (await connection.execute(READ_HEAD, {"tenant": tenant})).first()
     return EMPTY_HEAD if row is None else LogHead(row["sequence"], row["hash"], row["at"])

@@ -11,12 +11,11 @@ from typing import Any
 
 import msgspec
 
-from app.ledger.batch import HeadKey, Plan, Transaction
 from app.ledger.documents import Line, Mode, Status
 from app.ledger.errors import InvalidRequest
 from app.ledger.keys import PublicKey, RetiredKey
+from app.ledger.records import Account, HeadKey, Plan, Transaction
 from app.ledger.rules import Head, Rule
-from app.ledger.service import Account
 
 _encode = msgspec.json.Encoder(decimal_format="string").encode
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import msgspec
 
-from app.ledger.batch import Transaction
 from app.ledger.errors import InvalidQuery
+from app.ledger.records import Account, Transaction
 from app.ledger.search import (
     Condition,
     FieldTest,
@@ -19,7 +19,6 @@ from app.ledger.search import (
     Target,
     TermTest,
 )
-from app.ledger.service import Account
 from app.models.rows import account_from_row, decode_cursor, encode_cursor, transaction_from_row
 from app.models.statements import ACCOUNT_COLUMNS, TRANSACTION_FIELDS
 from app.models.store import PostgresStore, account_heads

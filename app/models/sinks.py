@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from app.models.connections import Connection, Database
+
 if TYPE_CHECKING:
-    from app.models.store import Connection, PostgresStore
     from app.streams.sinks import SinkSpec
 
 # How long a DELETE waits for a send under way (a send's own timeout is 10 s).
@@ -65,7 +66,7 @@ RETURNING {SINK_COLUMNS}
 
 
 async def create(
-    store: PostgresStore, tenant: str, spec: SinkSpec, secret: str | None
+    store: Database, tenant: str, spec: SinkSpec, secret: str | None
 ) -> tuple[Sink, bool]:
     """The sink, and whether this call made it (False: that id exists already)."""
     types = None if spec.types is None else msgspec.json.encode(list(spec.types)).decode()
@@ -103,12 +104,12 @@ async def _read(connection: Connection, tenant: str, sink_id: str) -> Sink | Non
     return None if row is None else _sink(row)
 
 
-async def read(store: PostgresStore, tenant: str, sink_id: str) -> Sink | None:
+async def read(store: Database, tenant: str, sink_id: str) -> Sink | None:
     async with store.connection() as connection:
         return await _read(connection, tenant, sink_id)
 
 
-async def listed(store: PostgresStore, tenant: str) -> list[Sink]:
+async def listed(store: Database, tenant: str) -> list[Sink]:
     async with store.connection() as connection:
         rows = await connection.execute(
             f"SELECT {SINK_COLUMNS} FROM sinks WHERE tenant = :tenant ORDER BY id",  # noqa: S608
@@ -117,7 +118,7 @@ async def listed(store: PostgresStore, tenant: str) -> list[Sink]:
         return [_sink(r) for r in rows]
 
 
-async def delete(store: PostgresStore, tenant: str, sink_id: str) -> Sink | None:
+async def delete(store: Database, tenant: str, sink_id: str) -> Sink | None:
     """Delete the sink once no send to it is under way (it holds the row: see `fence`);
     after this returns no event is sent to it, from any process."""
     async with store.connection() as connection, connection.raw.transaction():
@@ -145,13 +146,13 @@ RETURNING {", ".join(f"s.{c.strip()}" for c in SINK_COLUMNS.split(","))}
 """  # noqa: S608 - column names only
 
 
-async def claim(store: PostgresStore, owner: str, lease_s: float, limit: int) -> list[Sink]:
+async def claim(store: Database, owner: str, lease_s: float, limit: int) -> list[Sink]:
     async with store.connection() as connection:
         rows = await connection.execute(CLAIM, {"owner": owner, "lease_s": lease_s, "limit": limit})
         return [_sink(r) for r in rows]
 
 
-async def renew(store: PostgresStore, sink: Sink, owner: str, lease_s: float) -> bool:
+async def renew(store: Database, sink: Sink, owner: str, lease_s: float) -> bool:
     """Keep the lease; False when it was lost (expired and taken) or the sink deleted."""
     async with store.connection() as connection:
         row = (
@@ -217,7 +218,7 @@ LOCK_LEASED = (
 
 @asynccontextmanager
 async def fence(
-    store: PostgresStore, sink: Sink, owner: str, lease_s: float
+    store: Database, sink: Sink, owner: str, lease_s: float
 ) -> AsyncIterator[Fence | None]:
     """The sink's row locked until the block ends (and commits what it recorded); None
     when the sink was deleted or its lease is no longer this process's."""
@@ -227,7 +228,7 @@ async def fence(
         yield None if found is None else Fence(connection, sink, lease_s)
 
 
-async def release(store: PostgresStore, owner: str) -> None:
+async def release(store: Database, owner: str) -> None:
     """Give back every lease of this process (it is stopping)."""
     async with store.connection() as connection:
         await connection.execute(

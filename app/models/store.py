@@ -15,14 +15,13 @@ from typing import Any
 
 import asyncpg
 
-from app.ledger.batch import Group, Result, Transaction
 from app.ledger.commit import group_commit
 from app.ledger.documents import WORLD
 from app.ledger.errors import Unavailable
 from app.ledger.keys import PublicKey
-from app.ledger.log import Change, EventType
+from app.ledger.records import Account, Change, EventType, Group, Result, Transaction
 from app.ledger.rules import Head, Rule
-from app.ledger.service import Account, KeysDecision
+from app.ledger.service import KeysDecision
 from app.models.connections import Connection, Database
 from app.models.log import APPEND, ENSURE_HEADS, append_params
 from app.models.rows import (

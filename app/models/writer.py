@@ -11,11 +11,11 @@ from typing import Any
 
 import asyncpg
 
-from app.ledger.batch import HeadKey, Plan, Transaction, TxnKey
-from app.ledger.commit import AccountKey, Recorded
+from app.ledger.commit import Recorded
 from app.ledger.documents import WORLD
 from app.ledger.keys import Proof
-from app.ledger.log import Change, chain_hash, format_instant
+from app.ledger.log import chain_hash, format_instant
+from app.ledger.records import AccountKey, Change, HeadKey, Plan, Transaction, TxnKey
 from app.ledger.rules import Head
 from app.models.connections import Connection, positional
 from app.models.log import APPEND, LOCK_LOG_HEADS, append_params, text

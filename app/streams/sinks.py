@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from app.ledger.errors import InvalidRequest
-from app.ledger.log import EVENT_TYPES
+from app.ledger.records import EVENT_TYPES
 
 SCHEMES = {
     "webhook": ("http", "https"),
