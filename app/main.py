@@ -46,7 +46,7 @@ async def sweep(ledger: Ledger, store: PostgresStore, settings: Settings) -> Non
         await asyncio.sleep(settings.expiry_sweep_interval_s)
         try:
             due = await store.due(SWEEP_BATCH)
-            await asyncio.gather(*(ledger.settle(tenant, tid) for tenant, tid in due))
+            await asyncio.gather(*(ledger.expire(tenant, tid) for tenant, tid in due))
         except Exception:
             log.exception("the expiry sweep failed; it runs again")
 

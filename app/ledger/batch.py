@@ -123,7 +123,7 @@ class Applier:
                 return self.execute(job.tenant, row)
             if job.kind is JobKind.CANCEL:
                 return self.cancel(job.tenant, row)
-            return self.settle(job.tenant, row)
+            return self.expire(job.tenant, row)
         except LedgerError as error:
             return Result(error=error)
         except KeyError as exc:  # a balance row the store did not lock: never expected
@@ -177,7 +177,7 @@ class Applier:
             raise Expired(f"transaction {row.id} expired")
         if not execute_is_needed(row.status):
             return Result(row)
-        if _is_expired(row, self.now):
+        if row.expired(self.now):
             self._release(tenant, row, EXPIRED_FAILURE)
             raise Expired(f"transaction {row.id} expired")
         problem, at = self._apply(tenant, row.id, row.lines, Effect.SETTLE, None)
@@ -189,7 +189,7 @@ class Applier:
         if action is Cancel.NOTHING:
             return Result(row)
         if action is Cancel.VOID:
-            failure = EXPIRED_FAILURE if _is_expired(row, self.now) else None
+            failure = EXPIRED_FAILURE if row.expired(self.now) else None
             return Result(self._release(tenant, row, failure))
         debited = {(tenant, line.account) for line in row.lines if line.amount > 0}
         refused = refusal(self.authority, debited, self.owners)
@@ -222,8 +222,8 @@ class Applier:
         reversed_row = replace(row, status=Status.REVERSED, reversal_id=reversal.id)
         return Result(self._update(tenant, reversed_row, at))
 
-    def settle(self, tenant: str, row: Transaction) -> Result:
-        if _is_expired(row, self.now):
+    def expire(self, tenant: str, row: Transaction) -> Result:
+        if row.expired(self.now):
             return Result(self._release(tenant, row, EXPIRED_FAILURE))
         return Result(row)
 
@@ -305,10 +305,6 @@ def _stored(row: Transaction) -> Result:
     if row.status is Status.FAILED and row.failure is not None:
         return Result(row, error=TransactionFailed(dict(row.failure)))
     return Result(row)
-
-
-def _is_expired(row: Transaction, now: datetime) -> bool:
-    return row.status is Status.PENDING and row.expires_at is not None and row.expires_at <= now
 
 
 def apply_groups(

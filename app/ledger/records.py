@@ -65,7 +65,7 @@ class JobKind(StrEnum):
     CREATE = "create"
     EXECUTE = "execute"
     CANCEL = "cancel"  # void a PENDING transaction, reverse a COMPLETED one
-    SETTLE = "settle"  # void a PENDING transaction past its expires_at
+    EXPIRE = "expire"  # void a PENDING transaction past its expires_at
 
 
 @immutable
@@ -110,6 +110,14 @@ class Transaction:
     @property
     def keys(self) -> list[tuple[str, str]]:
         return sorted({(line.account, line.currency) for line in self.lines})
+
+    def expired(self, now: datetime) -> bool:
+        """Still PENDING at `now`, its `expires_at` come."""
+        return (
+            self.status is Status.PENDING
+            and self.expires_at is not None
+            and (self.expires_at <= now)
+        )
 
 
 @immutable

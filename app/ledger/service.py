@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from app.ledger.batcher import Batcher
-from app.ledger.documents import Draft, Limits, Status
+from app.ledger.documents import Draft, Limits
 from app.ledger.errors import AccountExists, NotFound
 from app.ledger.keys import (
     UNSIGNED,
@@ -139,7 +139,7 @@ class Ledger:
         """Record a new document, or answer a repeat of its id from the stored one."""
         result = await self._run(Job(JobKind.CREATE, tenant, draft.id, draft), authority)
         assert result.transaction is not None
-        if not result.created and _is_expired(result.transaction, self.clock()):
+        if not result.created and result.transaction.expired(self.clock()):
             return await self.transaction(tenant, draft.id), False
         return result.transaction, result.created
 
@@ -159,8 +159,8 @@ class Ledger:
         stored = await self.store.transaction(tenant, transaction_id)
         if stored is None:
             raise NotFound(f"no transaction {transaction_id}")
-        if _is_expired(stored, self.clock()):
-            return _changed(await self._run(Job(JobKind.SETTLE, tenant, transaction_id)))
+        if stored.expired(self.clock()):
+            return _changed(await self._run(Job(JobKind.EXPIRE, tenant, transaction_id)))
         return stored
 
     async def execute(self, tenant: str, transaction_id: str) -> Transaction:
@@ -173,9 +173,9 @@ class Ledger:
         an owned account needs its signature)."""
         return _changed(await self._run(Job(JobKind.CANCEL, tenant, transaction_id), authority))
 
-    async def settle(self, tenant: str, transaction_id: str) -> None:
+    async def expire(self, tenant: str, transaction_id: str) -> None:
         """Void a hold past its `expires_at` (the periodic sweep)."""
-        await self._run(Job(JobKind.SETTLE, tenant, transaction_id))
+        await self._run(Job(JobKind.EXPIRE, tenant, transaction_id))
 
     async def replace_transaction_data(
         self, tenant: str, transaction_id: str, data: Mapping[str, Any]
@@ -196,11 +196,3 @@ def _changed(result: Result) -> Transaction:
     """The transaction as the group commit left it, with its whole history."""
     assert result.transaction is not None
     return result.transaction
-
-
-def _is_expired(transaction: Transaction, now: datetime) -> bool:
-    return (
-        transaction.status is Status.PENDING
-        and transaction.expires_at is not None
-        and transaction.expires_at <= now
-    )
