@@ -124,9 +124,13 @@ async def test_redis_stopped_then_back_empty(target: Target, servers):
         assert balance["posted"] == "990"
 
 
-async def test_a_503_is_resolved_by_a_retry_with_the_same_id(target: Target, servers):
-    """A 503 may come after the commit was sent: the outcome is unknown, and a retry
-    with the same id answers it, applied once either way."""
+async def test_a_write_refused_while_the_database_is_down_is_applied_once_by_its_retry(
+    target: Target, servers
+):
+    """With PostgreSQL down a write is `503 unavailable` with `Retry-After`, and its retry
+    with the same id once the database is back is applied exactly once. (A 503 that comes
+    after the commit was sent, an unknown outcome, is the campaign's case: it kills
+    PostgreSQL under load and retries every such answer with the same request.)"""
     campaign, _ = servers
     ledger = Ledger("unknown")
     await fund(target, ledger)

@@ -256,18 +256,25 @@ async def test_events_tail_prints_a_line_per_new_event(
                "--api-key", api_key(tenants, "source")]  # fmt: skip
     tail = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
-        await asyncio.sleep(2)  # connected to the stream
-        tx = f"tailed-{uuid.uuid4().hex[:6]}"
-        credit = {"id": tx, "type": "CREDIT", "account": "tailed", "currency": "EUR",
-                  "amount": "1"}  # fmt: skip
-        await clients["source"].post(f"{TX}/immediate", json=credit)
         assert tail.stdout is not None
-        seen = []
-        deadline = time.monotonic() + 10
-        while not any(tx in line for line in seen):
-            assert time.monotonic() < deadline, seen
-            seen.append(await asyncio.to_thread(tail.stdout.readline))
-        sequence, kind, subject, _ = next(line for line in seen if tx in line).split("\t")
+        # The command starts after the head it reads first: credits go in until one shows
+        # (those made before it had connected never do), then that one's line is checked.
+        reading = asyncio.ensure_future(asyncio.to_thread(tail.stdout.readline))
+        sent: list[str] = []
+        deadline = time.monotonic() + 30
+        while not reading.done():
+            assert time.monotonic() < deadline, "events tail printed nothing"
+            tx = f"tailed-{uuid.uuid4().hex[:6]}"
+            credit = {"id": tx, "type": "CREDIT", "account": "tailed", "currency": "EUR",
+                      "amount": "1"}  # fmt: skip
+            assert (await clients["source"].post(f"{TX}/immediate", json=credit)).is_success
+            sent.append(tx)
+            await asyncio.wait([reading], timeout=0.5)
+        line = reading.result()
+        while not any(tx in line for tx in sent):  # an account.created comes first
+            line = await asyncio.to_thread(tail.stdout.readline)
+        tx = next(tx for tx in sent if tx in line)
+        sequence, kind, subject, _ = line.split("\t")
         assert kind == "transaction.completed"
         assert subject == tx
         assert int(sequence) > 0

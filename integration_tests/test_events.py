@@ -178,9 +178,10 @@ async def test_tenants_see_only_their_own_log(
 
 
 async def read_stream(
-    api: httpx.AsyncClient, count: int, **headers: str
+    api: httpx.AsyncClient, count: int, connected: asyncio.Event | None = None, **headers: str
 ) -> list[tuple[str, str, Any]]:
-    """The first `count` events of the stream, as (id, event, data)."""
+    """The first `count` events of the stream, as (id, event, data); `connected` is set
+    when the stream's first line, its `: connected` comment, arrives."""
     found: list[tuple[str, str, Any]] = []
     async with api.stream("GET", "/v1/events/stream", headers=headers) as response:
         assert response.status_code == 200
@@ -188,6 +189,8 @@ async def read_stream(
         fields: dict[str, str] = {}
         async for line in response.aiter_lines():
             if line.startswith(":"):
+                if connected is not None and line == ": connected":
+                    connected.set()
                 continue
             if line:
                 name, _, value = line.partition(": ")
@@ -206,10 +209,11 @@ async def test_the_stream_sends_new_events_within_a_second_and_resumes(
 ) -> None:
     start = (await head(api))["sequence"]
     names = [uid("streamed") for _ in range(3)]
+    connected = asyncio.Event()
     reader = asyncio.create_task(
-        asyncio.wait_for(read_stream(api, 3, **{"Last-Event-ID": str(start)}), 10)
+        asyncio.wait_for(read_stream(api, 3, connected, **{"Last-Event-ID": str(start)}), 10)
     )
-    await asyncio.sleep(0.3)
+    await asyncio.wait_for(connected.wait(), 10)
     sent = asyncio.get_running_loop().time()
     for name in names:
         assert (await api.post("/v1/accounts", json={"id": name})).status_code == 201

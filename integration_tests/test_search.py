@@ -267,8 +267,12 @@ async def test_pages_are_stable_while_rows_are_inserted(api: httpx.AsyncClient, 
             break
         body["after"] = page["next"]
     assert by_account == seen
+    # The largest page: distinct ids in id order, and a cursor exactly when it is full.
     accounts = await search(api, "accounts", {"limit": 1000})
-    assert len(accounts["items"]) == 1000 or accounts["next"] is None
+    ids = [a["id"] for a in accounts["items"]]
+    assert ids == sorted(set(ids))
+    assert account in ids or ids[-1] < account
+    assert (accounts["next"] is None) == (len(ids) < 1000)
 
 
 async def test_account_pages_follow_id_order(api: httpx.AsyncClient, suite):
