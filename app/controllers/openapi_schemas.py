@@ -4,7 +4,7 @@ cannot say themselves: id, currency and amount patterns, problems, events, verif
 from __future__ import annotations
 
 from app.ledger.records import EVENT_TYPES
-from app.streams.sinks import BATCH_MAX_LIMIT, SCHEMES
+from app.streams.sink_spec import BATCH_MAX_LIMIT, SCHEMES
 
 ID_PATTERN = "^[A-Za-z0-9_.:@/-]{1,128}$"
 CURRENCY_PATTERN = "^[A-Za-z0-9_.:-]{1,32}$"

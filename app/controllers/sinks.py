@@ -18,7 +18,7 @@ from app.models import sinks as stored
 from app.models.log import read_head
 from app.models.sinks import Sink
 from app.models.store import PostgresStore
-from app.streams.sinks import SinkSpec, check_spec, masked, new_secret
+from app.streams.sink_spec import SinkSpec, check_spec, masked, new_secret
 
 PREFIX = "/v1/sinks"
 

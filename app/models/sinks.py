@@ -13,7 +13,7 @@ import msgspec
 from app.models.connections import Connection, Database
 
 if TYPE_CHECKING:
-    from app.streams.sinks import SinkSpec
+    from app.streams.sink_spec import SinkSpec
 
 # How long a DELETE waits for a send under way (a send's own timeout is 10 s).
 DELETE_WAIT_MS = 30_000

@@ -29,7 +29,7 @@ from app.models.log import StoredEvent, read_events, read_head
 from app.models.sinks import Sink
 from app.models.store import PostgresStore
 from app.settings import Settings
-from app.streams.sinks import backoff_s
+from app.streams.sink_spec import backoff_s
 from app.streams.transports import SEND_TIMEOUT_S, DeliveryError, Transport, transport
 
 log = logging.getLogger("twofold.sinks")

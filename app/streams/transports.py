@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 from standardwebhooks import Webhook
 
 from app.models.log import StoredEvent
-from app.streams.sinks import target
+from app.streams.sink_spec import target
 
 SEND_TIMEOUT_S = 10.0
 # Events a broker is given before the first of them must be acknowledged.
