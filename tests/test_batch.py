@@ -13,7 +13,7 @@ from app.ledger.documents import Draft, Line, Mode, Status
 from app.ledger.errors import Expired, InvalidState, NotFound, TransactionExists
 from app.ledger.locking import (
     claimed_heads,
-    created_keys,
+    claimed_ids,
     head_keys,
     lock_keys,
     precheck,
@@ -151,7 +151,7 @@ def test_lock_and_head_keys_are_sorted_and_skip_prechecked_failures() -> None:
               Group((Job(JobKind.CANCEL, "t", "0"),))]  # fmt: skip
     assert lock_keys(groups) == [("t", "0"), ("t", "0.reversal")]
     assert lock_keys(groups, [("t", "2")]) == [("t", "0"), ("t", "0.reversal"), ("t", "2")]
-    assert created_keys(groups) == [("t", "1"), ("t", "2")]
+    assert claimed_ids(groups) == [("t", "1"), ("t", "2")]
     assert claimed_heads(groups) == [("t", "a", "USD", "1"), ("t", "b", "USD", "1"),
                                      ("t", "b", "USD", "2"), ("t", "z", "USD", "2")]  # fmt: skip
     checked = precheck(groups, {}, heads(a="10", b="0", z="5"))

@@ -19,7 +19,7 @@ from app.ledger.errors import LedgerError
 from app.ledger.keys import refusal
 from app.ledger.locking import (
     claimed_heads,
-    created_keys,
+    claimed_ids,
     debited,
     head_keys,
     lock_keys,
@@ -102,7 +102,7 @@ async def group_commit(port: CommitPort, groups: Sequence[Group]) -> list[list[R
     # 1. Record and check, unlocked: make the rows new documents name, read the
     #    committed heads, and find the ids they claim that are taken already.
     claimed = claimed_heads(groups)
-    recorded = await port.record_and_read(claimed, created_keys(groups)) if claimed else Recorded()
+    recorded = await port.record_and_read(claimed, claimed_ids(groups)) if claimed else Recorded()
     # 2. Lock the transaction rows, sorted: concurrent flips of one transaction queue
     #    here, and a taken id's document is answered from its row.
     txn_keys = lock_keys(groups, recorded.taken)

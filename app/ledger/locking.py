@@ -44,7 +44,7 @@ def lock_keys(groups: Iterable[Group], taken: Iterable[TxnKey] = ()) -> list[Txn
     return sorted(keys)
 
 
-def created_keys(groups: Iterable[Group]) -> list[TxnKey]:
+def claimed_ids(groups: Iterable[Group]) -> list[TxnKey]:
     """The ids new documents claim, sorted."""
     return sorted(
         {(job.tenant, job.transaction_id) for group in groups for job in group.jobs
