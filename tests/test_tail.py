@@ -39,7 +39,7 @@ def log(monkeypatch: pytest.MonkeyPatch) -> FakeLog:
     async def head(_: Any, __: str) -> Any:
         return EMPTY_HEAD
 
-    monkeypatch.setattr(tail_module, "read_head", head)
+    monkeypatch.setattr(tail_module, "read_log_head", head)
     monkeypatch.setattr(tail_module, "QUEUE_MAX", 2)
     monkeypatch.setattr(tail_module, "PAGE", 50)
     return fake

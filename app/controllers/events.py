@@ -16,7 +16,7 @@ from app.controllers.paths import tenant_of
 from app.ledger.errors import InvalidRequest
 from app.ledger.log import format_instant
 from app.ledger.records import EVENT_TYPES
-from app.models.log import read_events, read_head
+from app.models.log import read_events, read_log_head
 from app.models.store import PostgresStore
 from app.streams.tail import LogTail, Page
 
@@ -59,7 +59,7 @@ class EventController(Controller):
 
     @get("/head")
     async def head(self, request: Request[Any, Any, State], store: PostgresStore) -> dict[str, Any]:
-        head = await read_head(store, tenant_of(request))
+        head = await read_log_head(store, tenant_of(request))
         at = None if head.at is None else format_instant(head.at)
         return {"sequence": head.sequence, "hash": head.hash, "at": at}
 

@@ -15,7 +15,7 @@ from app.ledger.documents import new_id
 from app.ledger.errors import NotFound, SinkExists
 from app.ledger.money import check_id
 from app.models import sinks as stored
-from app.models.log import read_head
+from app.models.log import read_log_head
 from app.models.sinks import Sink
 from app.models.store import PostgresStore
 from app.streams.sink_spec import SinkSpec, check_spec, masked, new_secret
@@ -62,7 +62,7 @@ def _out(sink: Sink, head: int, secret: str | None = None) -> SinkOut:
 
 
 async def _head(store: PostgresStore, tenant: str) -> int:
-    return (await read_head(store, tenant)).sequence
+    return (await read_log_head(store, tenant)).sequence
 
 
 async def _found(store: PostgresStore, tenant: str, sink: Sink | None) -> SinkOut:

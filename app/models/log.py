@@ -39,7 +39,7 @@ LOCK_LOG_HEADS = (
     " ORDER BY tenant FOR UPDATE"
 )
 
-ENSURE_HEADS = """
+ENSURE_LOG_HEADS = """
 INSERT INTO log_heads (tenant) SELECT unnest(CAST(:tenants AS text[])) ON CONFLICT DO NOTHING
 """
 
@@ -50,7 +50,7 @@ WHERE tenant = :tenant AND sequence > :after
 ORDER BY sequence LIMIT :limit
 """
 
-READ_HEAD = "SELECT sequence, hash, at FROM log_heads WHERE tenant = :tenant"
+READ_LOG_HEAD = "SELECT sequence, hash, at FROM log_heads WHERE tenant = :tenant"
 
 
 # NOTE: msgspec writes the service's own values as RFC 8785 does (the same escapes, keys
@@ -151,7 +151,7 @@ async def read_events(
         return [StoredEvent(r["sequence"], r["type"], served(r), r["at"]) for r in rows]
 
 
-async def read_head(store: Database, tenant: str) -> LogHead:
+async def read_log_head(store: Database, tenant: str) -> LogHead:
     async with store.connection() as connection:
-        row = (await connection.execute(READ_HEAD, {"tenant": tenant})).first()
+        row = (await connection.execute(READ_LOG_HEAD, {"tenant": tenant})).first()
     return EMPTY_HEAD if row is None else LogHead(row["sequence"], row["hash"], row["at"])

@@ -23,7 +23,7 @@ from app.ledger.records import Account, Change, EventType, Group, Result, Transa
 from app.ledger.rules import Head, Rule
 from app.ledger.service import KeysDecision
 from app.models.connections import Connection, Database
-from app.models.log import APPEND, ENSURE_HEADS, append_params
+from app.models.log import APPEND, ENSURE_LOG_HEADS, append_params
 from app.models.rows import (
     BalanceRow,
     EntryRow,
@@ -62,7 +62,7 @@ class PostgresStore(Database):
     async def ensure_accounts(self, tenants: Sequence[str]) -> None:
         """Every tenant has its log and the built-in `@world` account with rule `any`."""
         async with self.connection() as connection, connection.raw.transaction():
-            await connection.execute(ENSURE_HEADS, {"tenants": list(tenants)})
+            await connection.execute(ENSURE_LOG_HEADS, {"tenants": list(tenants)})
             made = await connection.execute(
                 (
                     "INSERT INTO accounts AS a (tenant, id, balance_rule) "

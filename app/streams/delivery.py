@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from app.metrics import forget_sink_lag, observe_sink_lag
 from app.models import sinks as stored
 from app.models.connections import SINK_POOL_SIZE
-from app.models.log import StoredEvent, read_events, read_head
+from app.models.log import StoredEvent, read_events, read_log_head
 from app.models.sinks import Sink
 from app.models.store import PostgresStore
 from app.settings import Settings
@@ -189,7 +189,7 @@ class SinkRunner:
                 return None
 
     async def _head(self, tenant: str) -> int:
-        return (await read_head(self.store, tenant)).sequence
+        return (await read_log_head(self.store, tenant)).sequence
 
     async def _wait_until_due(self, sink: Sink) -> None:
         """A sink taken over in the middle of its backoff waits out the rest of it."""

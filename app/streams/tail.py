@@ -15,7 +15,7 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from app.models.log import StoredEvent, read_events, read_head
+from app.models.log import StoredEvent, read_events, read_log_head
 from app.models.store import PostgresStore
 
 log = logging.getLogger("twofold.streams")
@@ -98,7 +98,7 @@ class LogTail:
     async def _join(self, tenant: str, subscriber: _Subscriber) -> None:
         feed = self.feeds.get(tenant)
         if feed is None:
-            head = await read_head(self.store, tenant)
+            head = await read_log_head(self.store, tenant)
             feed = self.feeds.get(tenant)  # another stream may have started it meanwhile
             if feed is None:
                 feed = self.feeds[tenant] = _Feed(head.sequence)
