@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -27,6 +28,7 @@ from app.controllers.service import ServiceController
 from app.controllers.sinks import SinkController
 from app.controllers.transactions import TransactionController
 from app.ledger.batcher import Batcher
+from app.ledger.commit import commit_groups
 from app.ledger.service import Ledger
 from app.metrics import RequestMetrics, observe_batch
 from app.middleware import Authentication, BodyLimit, Idempotency, Options, RateLimit
@@ -95,7 +97,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         socket_connect_timeout=settings.redis_timeout_s,
     )
     batcher = Batcher(
-        store.run_batch,
+        functools.partial(commit_groups, store.begin_commit),
         settings.batch_size_max,
         settings.batch_wait_ms,
         observe_batch,

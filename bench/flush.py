@@ -1,6 +1,6 @@
 """`make bench-flush`: the group commit alone, without HTTP.
 
-Calls the store's `run_batch` directly with batches of uniform immediate transfers
+Calls the group commit (`commit_groups`) directly with batches of uniform immediate transfers
 between 10,000 funded accounts, one batch at a time, and prints the CPU each transfer
 costs this process (validation excluded: drafts are made before the clock starts) and
 PostgreSQL (every backend of the store, read from /proc), the WAL it wrote, and the wall
@@ -25,8 +25,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app.controllers.schemas import TransactionIn, utc_now  # noqa: E402
-from app.ledger.batch import Group, Job, JobKind  # noqa: E402
+from app.ledger.commit import commit_groups  # noqa: E402
 from app.ledger.documents import WORLD, Mode  # noqa: E402
+from app.ledger.records import Group, Job, JobKind  # noqa: E402
 from app.main import tune_gc  # noqa: E402
 from app.models.store import PostgresStore  # noqa: E402
 from app.settings import Settings  # noqa: E402
@@ -64,7 +65,8 @@ async def measure(store: PostgresStore) -> None:
             await connection.raw.execute(setup)
     await store.ensure_accounts([TENANT])
     for low in range(0, ACCOUNTS, 256):
-        await store.run_batch(
+        await commit_groups(
+            store.begin_commit,
             [
                 transfer(
                     [
@@ -73,13 +75,13 @@ async def measure(store: PostgresStore) -> None:
                     ]
                 )
                 for i in range(low, min(low + 256, ACCOUNTS))
-            ]
+            ],
         )
     async with store.connection() as connection:
         await connection.execute("ANALYZE")
     for size, count in SIZES:
         for _ in range(10):  # warm up: plans and connections
-            await store.run_batch([random_transfer() for _ in range(size)])
+            await commit_groups(store.begin_commit, [random_transfer() for _ in range(size)])
         async with store.connection() as connection:
             rows = await connection.execute(
                 "SELECT pid FROM pg_stat_activity WHERE application_name = 'twofold'"
@@ -91,7 +93,7 @@ async def measure(store: PostgresStore) -> None:
         client, times = time.process_time(), []
         for batch in batches:
             started = time.perf_counter()
-            await store.run_batch(batch)
+            await commit_groups(store.begin_commit, batch)
             times.append(time.perf_counter() - started)
         pg = sum(map(cpu_seconds, backends)) - pg
         client = time.process_time() - client

@@ -29,11 +29,12 @@ import uvloop
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app.ledger.batch import Group, Result, apply_groups  # noqa: E402
+from app import main as app_main  # noqa: E402
+from app.ledger.batch import apply_groups  # noqa: E402
 from app.ledger.locking import head_keys  # noqa: E402
+from app.ledger.records import Group, Result  # noqa: E402
 from app.ledger.rules import Head, Rule  # noqa: E402
 from app.main import create_app  # noqa: E402
-from app.models import store  # noqa: E402
 from app.models.log import append_params  # noqa: E402
 from app.models.rows import plan_params  # noqa: E402
 from app.settings import Settings, environment  # noqa: E402
@@ -48,7 +49,7 @@ AUTH = b"Basic YWJjOjEyMw=="  # the development key in .env
 BATCH = int(os.environ.get("REQUESTS_BATCH", "0"))
 
 
-async def apply_only(_: store.PostgresStore, groups: Sequence[Group]) -> list[list[Result]]:
+async def apply_only(_: object, groups: Sequence[Group]) -> list[list[Result]]:
     """A group commit's Python work, without its round trips."""
     heads = {key: Head(key[1], key[2], Rule.ANY) for key in head_keys(groups, {})}
     plan, results = apply_groups(groups, {}, heads, datetime.now(UTC))
@@ -130,7 +131,7 @@ async def main(backends: Backends) -> None:
 
 
 if __name__ == "__main__":
-    store.PostgresStore.run_batch = apply_only  # type: ignore[method-assign]
+    app_main.commit_groups = apply_only  # type: ignore[assignment]
     started = Backends.start("requests")
     try:
         uvloop.run(main(started))

@@ -48,7 +48,7 @@ async def test_a_write_of_an_id_recorded_meanwhile_raises_and_writes_nothing(
 ) -> None:
     """Another process may record one of a batch's new ids between the batch's read and
     its write: the insert raises unique_violation (then the batch runs again and finds the
-    id taken, `run_batch`), and nothing of the write is left."""
+    id taken, `commit_groups`), and nothing of the write is left."""
     taken, new, account = uid("taken"), uid("new"), uid("raced")
     credit = {"id": taken, "type": "CREDIT", "account": account, "currency": "USD", "amount": "1"}
     made = await api.post("/v1/transactions/immediate", json=credit)

@@ -3,14 +3,18 @@ in which order, without a database."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import pytest
+
 from app.ledger.batch import apply_groups
-from app.ledger.commit import Recorded, group_commit
+from app.ledger.commit import COMMIT_ATTEMPTS, IdsTaken, Recorded, commit_groups, group_commit
 from app.ledger.documents import Draft, Line, Mode, Status
+from app.ledger.errors import Unavailable
 from app.ledger.keys import Authority
 from app.ledger.records import (
     AccountKey,
@@ -225,3 +229,43 @@ async def test_a_large_commit_writes_its_runs_ahead_and_records_what_one_pass_wo
     assert {key[1] for key in rest.updates} == {f"p{i}" for i in range(10)}
     assert rest.heads == whole.heads
     assert [c.transaction for c in rest.changes] == [c.transaction for c in whole.changes]
+
+
+async def test_a_commit_whose_ids_were_taken_meanwhile_runs_again_and_finds_them() -> None:
+    """The port raises `IdsTaken` when another process recorded a new id after step 1
+    looked; the engine runs the commit again on a new port, which finds it taken."""
+    recorded_elsewhere = dict[TxnKey, Transaction]()
+    ports: list[FakePort] = []
+
+    @asynccontextmanager
+    async def begin() -> AsyncIterator[FakePort]:
+        port = FakePort(funded(), dict(recorded_elsewhere))
+        ports.append(port)
+        yield port
+        if len(ports) == 1:  # the first write meets the id another process recorded
+            [[first]] = first_results
+            assert first.transaction is not None
+            recorded_elsewhere[("t", "t1")] = first.transaction
+            raise IdsTaken("t1")
+
+    first_results = await group_commit(FakePort(funded(), {}), [transfer("t1", "4")])
+    [[result]] = await commit_groups(begin, [transfer("t1", "4")])
+    assert len(ports) == 2
+    assert ports[1].calls[:2] == ["record_and_read", "lock_transactions"]
+    assert result.transaction is not None
+    assert not result.created  # answered from the row the other process recorded
+
+
+async def test_ids_taken_again_and_again_are_unavailable() -> None:
+    attempts = 0
+
+    @asynccontextmanager
+    async def begin() -> AsyncIterator[FakePort]:
+        nonlocal attempts
+        attempts += 1
+        yield FakePort(funded(), {})
+        raise IdsTaken("t1")
+
+    with pytest.raises(Unavailable):
+        await commit_groups(begin, [transfer("t1", "4")])
+    assert attempts == COMMIT_ATTEMPTS

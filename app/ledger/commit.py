@@ -9,13 +9,14 @@ which order, and what is written, in one place and in the order it happens.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
 from app.ledger.batch import Applier, slices
-from app.ledger.errors import LedgerError
+from app.ledger.errors import LedgerError, Unavailable
 from app.ledger.keys import refusal
 from app.ledger.locking import (
     claimed_heads,
@@ -41,7 +42,15 @@ from app.ledger.records import (
 )
 from app.ledger.rules import Head, Rule
 
-__all__ = ["AccountKey", "CommitPort", "Recorded", "group_commit"]
+__all__ = ["COMMIT_ATTEMPTS", "CommitPort", "IdsTaken", "Recorded", "commit_groups", "group_commit"]
+
+# A commit whose new ids another process recorded first runs again this often at most.
+COMMIT_ATTEMPTS = 3
+
+
+class IdsTaken(Exception):
+    """Raised by a port when another process recorded one of the commit's new ids after
+    step 1 looked: the commit is rolled back, and run again it finds the id taken."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +103,20 @@ class CommitPort(Protocol):
     ) -> None:
         """Write the plan, drop the `unused` accounts, append `changes` to the log, commit."""
         ...
+
+
+async def commit_groups(
+    begin: Callable[[], AbstractAsyncContextManager[CommitPort]], groups: Sequence[Group]
+) -> list[list[Result]]:
+    """One group commit on a port `begin()` opens (a database transaction), run again on a
+    new one when the first found its new ids taken meanwhile."""
+    for _ in range(COMMIT_ATTEMPTS):
+        try:
+            async with begin() as port:
+                return await group_commit(port, groups)
+        except IdsTaken:
+            continue
+    raise Unavailable("concurrent requests with the same ids; retry")
 
 
 async def group_commit(port: CommitPort, groups: Sequence[Group]) -> list[list[Result]]:

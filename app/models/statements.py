@@ -195,7 +195,7 @@ WITH heads AS (
     SELECT * FROM {_INSERTS} AS v
     -- Sorted, like every lock: two batches recording the same new ids never deadlock.
     -- An id another process recorded first raises unique_violation: the batch rolls
-    -- back and runs again, and then finds it taken (`run_batch`). Not ON CONFLICT: its
+    -- back and runs again, and then finds it taken (`commit_groups`). Not ON CONFLICT: its
     -- speculative insertion probed the key twice and wrote a confirmation to the WAL
     -- for every row, to learn what the rollback and rerun learn anyway.
     ORDER BY v.tenant, v.id

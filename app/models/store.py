@@ -8,18 +8,18 @@ transaction), `log.py` (the tenant's log), `search.py`, `sinks.py`, `audit.py`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
-from app.ledger.commit import group_commit
+from app.ledger.commit import IdsTaken
 from app.ledger.documents import WORLD
-from app.ledger.errors import Unavailable
 from app.ledger.keys import PublicKey
-from app.ledger.records import Account, Change, EventType, Group, Result, Transaction
+from app.ledger.records import Account, Change, EventType, Transaction
 from app.ledger.rules import Head, Rule
 from app.ledger.service import KeysDecision
 from app.models.connections import Connection, Database
@@ -48,8 +48,6 @@ from app.models.statements import (
 )
 from app.models.writer import Writer, prepare_writer
 
-BATCH_ATTEMPTS = 3
-
 __all__ = ["BalanceRow", "Connection", "EntryRow", "PostgresStore", "account_heads"]
 
 
@@ -76,16 +74,15 @@ class PostgresStore(Database):
 
     # Transactions
 
-    async def run_batch(self, groups: Sequence[Group]) -> list[list[Result]]:
-        """One group commit (`app/ledger/commit.py`) in one database transaction."""
-        for _ in range(BATCH_ATTEMPTS):
+    @asynccontextmanager
+    async def begin_commit(self) -> AsyncIterator[Writer]:
+        """A group commit's port (`app/ledger/commit.py`) over one database transaction;
+        a new id another process recorded first is `IdsTaken`, translated here."""
+        async with self.begin() as connection:
             try:
-                async with self.begin() as connection:
-                    return await group_commit(Writer(connection), groups)
-            except asyncpg.UniqueViolationError:
-                # Another process recorded one of these ids first; the retry sees it.
-                continue
-        raise Unavailable("concurrent requests with the same ids; retry")
+                yield Writer(connection)
+            except asyncpg.UniqueViolationError as exc:
+                raise IdsTaken("another process recorded one of these ids first") from exc
 
     async def transaction(self, tenant: str, transaction_id: str) -> Transaction | None:
         async with self.connection() as connection:
