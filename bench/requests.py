@@ -30,8 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app import main as app_main  # noqa: E402
-from app.ledger.batch import apply_groups  # noqa: E402
-from app.ledger.locking import head_keys  # noqa: E402
+from app.ledger.commit.apply import apply_groups  # noqa: E402
+from app.ledger.commit.claim import head_keys  # noqa: E402
 from app.ledger.records import Group, Result  # noqa: E402
 from app.ledger.rules import Head, Rule  # noqa: E402
 from app.main import create_app  # noqa: E402

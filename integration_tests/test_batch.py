@@ -144,7 +144,7 @@ async def test_a_batch_written_in_runs_records_what_one_pass_would(
     api: httpx.AsyncClient, uid, fund, balance
 ):
     """Past 256 items the group commit writes each run's rows while it applies the next
-    (app/ledger/commit.py): an id repeated hundreds of items later is answered from the
+    (app/ledger/commit/): an id repeated hundreds of items later is answered from the
     row written ahead, a hold created early is executed by a later batch alone, and the
     audit finds the journal, the rows and the log in agreement."""
     alice, bob = uid("alice"), uid("bob")

@@ -7,18 +7,12 @@ from decimal import Decimal
 
 import pytest
 
-from app.ledger import locking
-from app.ledger.batch import BatchFailed, apply_groups
+from app.ledger.commit import precheck as unlocked
+from app.ledger.commit.apply import apply_groups
+from app.ledger.commit.claim import claimed_heads, claimed_ids, head_keys, lock_keys, unrecorded
+from app.ledger.commit.precheck import precheck
 from app.ledger.documents import Draft, Line, Mode, Status
-from app.ledger.errors import Expired, InvalidState, NotFound, TransactionExists
-from app.ledger.locking import (
-    claimed_heads,
-    claimed_ids,
-    head_keys,
-    lock_keys,
-    precheck,
-    unrecorded,
-)
+from app.ledger.errors import BatchFailed, Expired, InvalidState, NotFound, TransactionExists
 from app.ledger.records import Group, Job, JobKind
 from app.ledger.rules import Head, Rule
 
@@ -217,20 +211,20 @@ def test_precheck_skips_one_by_one_only_when_the_whole_batch_fits(
             groups.append(Group((Job(JobKind.CREATE, "t", made.id, made),)))
         fast = precheck(groups, {}, balances)
         with monkeypatch.context() as patched:
-            patched.setattr(locking, "_all_fit", lambda *_: False)
+            patched.setattr(unlocked, "_all_fit", lambda *_: False)
             slow = precheck(groups, {}, balances)
         assert [j.failure for g in fast for j in g.jobs] == [
             j.failure for g in slow for j in g.jobs
         ]
-        shortcut_taken += locking._all_fit(groups, {}, balances)
+        shortcut_taken += unlocked._all_fit(groups, {}, balances)
     assert 50 < shortcut_taken < 350
 
 
 def test_documents_that_fit_alone_but_not_together_are_each_checked() -> None:
     groups = [create("1", "a", "b", "6"), create("2", "c", "b", "6"), create("3", "a", "b", "6")]
     balances = heads(a="10", b="0", c="5")
-    assert not locking._all_fit(groups, {}, balances)
+    assert not unlocked._all_fit(groups, {}, balances)
     checked = precheck(groups, {}, balances)
     # The third needs room in a head the first changes: left to the check under lock.
     assert [g.jobs[0].failure is None for g in checked] == [True, False, True]
-    assert locking._all_fit(groups[:1], {}, balances)
+    assert unlocked._all_fit(groups[:1], {}, balances)

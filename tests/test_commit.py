@@ -11,8 +11,8 @@ from decimal import Decimal
 
 import pytest
 
-from app.ledger.batch import apply_groups
 from app.ledger.commit import COMMIT_ATTEMPTS, IdsTaken, Recorded, commit_groups, group_commit
+from app.ledger.commit.apply import apply_groups
 from app.ledger.documents import Draft, Line, Mode, Status
 from app.ledger.errors import Unavailable
 from app.ledger.keys import Authority

@@ -11,7 +11,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from app.ledger.batch import apply_groups
+from app.ledger.commit.apply import apply_groups
 from app.ledger.documents import Draft, Line, Mode, Status
 from app.ledger.records import Group, Job, JobKind, Transaction
 from app.ledger.rules import Head, Rule

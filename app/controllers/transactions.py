@@ -27,9 +27,9 @@ from app.controllers.schemas import (
     utc_now,
 )
 from app.controllers.signatures import authority
-from app.ledger.batch import BatchFailed
 from app.ledger.documents import Draft, Mode
 from app.ledger.errors import (
+    BatchFailed,
     InvalidRequest,
     LedgerError,
     NotFound,

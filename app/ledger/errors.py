@@ -144,3 +144,10 @@ class Unavailable(LedgerError):
 
 class IdempotencyUnavailable(Unavailable):
     code = "idempotency_unavailable"
+
+
+class BatchFailed(LedgerError):
+    code = "batch_failed"
+
+    def __init__(self) -> None:
+        super().__init__("another transaction of this atomic batch failed")

@@ -76,7 +76,7 @@ class PostgresStore(Database):
 
     @asynccontextmanager
     async def begin_commit(self) -> AsyncIterator[Writer]:
-        """A group commit's port (`app/ledger/commit.py`) over one database transaction;
+        """A group commit's port (`app/ledger/commit/port.py`) over one database transaction;
         a new id another process recorded first is `IdsTaken`, translated here."""
         async with self.begin() as connection:
             try:
