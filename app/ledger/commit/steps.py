@@ -1,5 +1,6 @@
-"""The group commit, step by step (the two-step commit of DESIGN.md), against a port
-that the store implements over one database transaction (`app/models/writer.py`).
+"""The group commit, step by step (docs/design.md, "How a transaction is applied"),
+against a port that the store implements over one database transaction
+(`app/models/writer.py`).
 
 Steps 1 and 2 of the two-step commit (record, check unlocked) and step 3 (flip under
 locks) meet here for a whole batch of documents: what is read, what is locked and in
