@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from litestar import Controller, Request, Response, delete, get, post, put
@@ -76,9 +75,8 @@ async def record_transaction(
     return transaction_out(transaction), 201 if created else 200
 
 
-async def read_transaction(ledger: Ledger, scope: Mapping[str, Any]) -> TransactionOut:
-    transaction_id, _ = split_rest(scope, PREFIX, ())
-    return transaction_out(await ledger.transaction(scope["state"]["tenant"], transaction_id))
+async def read_transaction(ledger: Ledger, tenant: str, transaction_id: str) -> TransactionOut:
+    return transaction_out(await ledger.transaction(tenant, transaction_id))
 
 
 async def execute_transaction(ledger: Ledger, tenant: str, transaction_id: str) -> TransactionOut:
@@ -106,9 +104,12 @@ async def _fast_read(
     ledger: Ledger, _: PostgresStore, scope: Scope, __: Receive
 ) -> tuple[TransactionOut, int] | None:
     """A transaction; its `/proof`, or anything with a query string, the handler."""
-    if scope.get("query_string") or split_rest(scope, PREFIX, ("proof",))[1]:
+    if scope.get("query_string"):
         return None
-    return await read_transaction(ledger, scope), 200
+    transaction_id, suffix = split_rest(scope, PREFIX, ("proof",))
+    if suffix:
+        return None
+    return await read_transaction(ledger, scope["state"]["tenant"], transaction_id), 200
 
 
 async def _fast_execute(
@@ -216,7 +217,7 @@ class TransactionController(Controller):
             if proof is None:
                 raise NotFound(f"no proof for transaction {transaction_id}")
             return proof_out(proof)
-        return await read_transaction(ledger, request.scope)
+        return await read_transaction(ledger, tenant_of(request), transaction_id)
 
     @put(BY_ID, opt={FAST: _fast_execute})
     async def execute_or_replace_data(
