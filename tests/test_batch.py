@@ -11,35 +11,14 @@ from app.ledger.commit import precheck as unlocked
 from app.ledger.commit.apply import apply_groups
 from app.ledger.commit.claim import claimed_heads, claimed_ids, head_keys, lock_keys, unrecorded
 from app.ledger.commit.precheck import precheck
-from app.ledger.documents import Draft, Line, Mode, Status
+from app.ledger.documents import Mode, Status
 from app.ledger.errors import BatchFailed, Expired, InvalidState, NotFound, TransactionExists
 from app.ledger.records import Group, Job, JobKind
 from app.ledger.rules import Head, Rule
+from tests.builders import create, draft, heads
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 D = Decimal
-
-
-def draft(
-    tid: str, source: str, target: str, amount: str, mode: Mode = Mode.IMMEDIATE,
-    expires_at: datetime | None = None,
-) -> Draft:  # fmt: skip
-    lines = (Line(source, "USD", -D(amount)), Line(target, "USD", D(amount)))
-    return Draft(tid, mode, lines, {}, None, expires_at, f"{tid}:{amount}:{mode}")
-
-
-def create(
-    tid: str, source: str, target: str, amount: str, mode: Mode = Mode.IMMEDIATE,
-    expires_at: datetime | None = None,
-) -> Group:  # fmt: skip
-    return Group(
-        (Job(JobKind.CREATE, "t", tid, draft(tid, source, target, amount, mode, expires_at)),)
-    )
-
-
-def heads(**balances: str) -> dict[tuple[str, str, str], Head]:
-    return {("t", name, "USD"): Head(name, "USD", Rule.NON_NEGATIVE, D(v), version=1)
-            for name, v in balances.items()}  # fmt: skip
 
 
 def test_documents_apply_in_arrival_order_and_fail_alone() -> None:

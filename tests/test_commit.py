@@ -13,7 +13,7 @@ import pytest
 
 from app.ledger.commit import COMMIT_ATTEMPTS, IdsTaken, Recorded, commit_groups, group_commit
 from app.ledger.commit.apply import apply_groups
-from app.ledger.documents import Draft, Line, Mode, Status
+from app.ledger.documents import Mode, Status
 from app.ledger.errors import Unavailable
 from app.ledger.keys import Authority
 from app.ledger.records import (
@@ -28,6 +28,7 @@ from app.ledger.records import (
     TxnKey,
 )
 from app.ledger.rules import Head, Rule
+from tests.builders import create, heads
 
 NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)
 
@@ -96,13 +97,11 @@ class FakePort:
 
 
 def transfer(transaction_id: str, amount: str) -> Group:
-    lines = (Line("alice", "USD", Decimal(f"-{amount}")), Line("bob", "USD", Decimal(amount)))
-    draft = Draft(transaction_id, Mode.IMMEDIATE, lines, {}, None, None, f"f-{amount}")
-    return Group((Job(JobKind.CREATE, "t", transaction_id, draft),))
+    return create(transaction_id, "alice", "bob", amount)
 
 
 def funded() -> dict[HeadKey, Head]:
-    return {("t", "alice", "USD"): Head("alice", "USD", Rule.NON_NEGATIVE, Decimal(10))}
+    return heads(version=0, alice="10")
 
 
 def types(changes: Sequence[Change]) -> list[str]:
