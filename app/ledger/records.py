@@ -107,10 +107,6 @@ class Transaction:
     fingerprint: str
     events: tuple[tuple[Status, datetime], ...] = ()
 
-    @property
-    def keys(self) -> list[tuple[str, str]]:
-        return sorted({(line.account, line.currency) for line in self.lines})
-
     def expired(self, now: datetime) -> bool:
         """Still PENDING at `now`, its `expires_at` come."""
         return (
