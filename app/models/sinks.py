@@ -15,7 +15,8 @@ from app.models.connections import Connection, Database
 if TYPE_CHECKING:
     from app.streams.sink_spec import SinkSpec
 
-# How long a DELETE waits for a send under way (a send's own timeout is 10 s).
+# How long a DELETE waits for a send under way (a transport bounds a send to 10 s, or 20 s
+# when it first connects to a broker).
 DELETE_WAIT_MS = 30_000
 
 SINK_COLUMNS = (

@@ -30,7 +30,7 @@ from app.models.sinks import Sink
 from app.models.store import PostgresStore
 from app.settings import Settings
 from app.streams.sink_spec import backoff_s
-from app.streams.transports import SEND_TIMEOUT_S, DeliveryError, Transport, transport
+from app.streams.transports import DeliveryError, Transport, transport
 
 log = logging.getLogger("twofold.sinks")
 # Events read from the log at a time: a sink far behind catches up a page a round.
@@ -46,14 +46,11 @@ async def _send_chunk(
     sender: Transport, tenant: str, chunk: list[StoredEvent]
 ) -> tuple[int, DeliveryError | None]:
     """How many of the chunk's first events the other side acknowledged, and why it
-    stopped there (None: it took them all)."""
+    stopped there (None: it took them all). The transport bounds the send itself."""
     try:
-        async with asyncio.timeout(SEND_TIMEOUT_S):
-            await sender.send_all(tenant, chunk)
+        await sender.send_all(tenant, chunk)
     except DeliveryError as exc:
         return exc.sent, exc
-    except TimeoutError:
-        return 0, DeliveryError("no acknowledgement in time")
     return len(chunk), None
 
 

@@ -3,9 +3,11 @@ httpx and standardwebhooks, redis-py, nats-py (JetStream), aio-pika (publisher c
 
 `send_all` returns once the other side has acknowledged every event given, in order,
 and otherwise raises `DeliveryError` saying how many of the first ones it did
-acknowledge. The brokers take a window of events at once (pipelined, each acknowledged
-on its own), which is what lets a sink keep up with the service's writes: one round
-trip per event capped a sink at a few hundred events a second.
+acknowledge. Each transport bounds its own send (SEND_TIMEOUT_S for the answer, or for
+the acknowledgements of a window), so that a timeout too says how far it got and leaves
+no half-used connection behind. The brokers take a window of events at once
+(pipelined, each acknowledged on its own), which is what lets a sink keep up with the
+service's writes: one round trip per event capped a sink at a few hundred a second.
 """
 
 from __future__ import annotations
@@ -78,8 +80,10 @@ class WebhookTransport:
             "webhook-signature": self.signer.sign(webhook_id, now, body),
         }
         try:
-            response = await self.client.post(self.url, content=body.encode(), headers=headers)
-        except httpx.HTTPError as exc:
+            # httpx's timeout bounds each phase of the request; this, the whole of it.
+            async with asyncio.timeout(SEND_TIMEOUT_S):
+                response = await self.client.post(self.url, content=body.encode(), headers=headers)
+        except (httpx.HTTPError, TimeoutError) as exc:
             raise DeliveryError(f"{type(exc).__name__}: {exc}") from exc
         if not 200 <= response.status_code < 300:
             raise DeliveryError(f"the receiver answered {response.status_code}")
@@ -102,7 +106,10 @@ class RedisTransport:
 
     async def send_all(self, tenant: str, events: Sequence[StoredEvent]) -> None:
         try:
-            async with self.redis.pipeline(transaction=True) as pipe:
+            async with (
+                asyncio.timeout(SEND_TIMEOUT_S),
+                self.redis.pipeline(transaction=True) as pipe,
+            ):
                 for event in events:
                     fields = {"sequence": str(event.sequence), "type": event.type,
                               "event": event.text}  # fmt: skip
