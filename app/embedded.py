@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from app import instance
+from app.settings import local_address
 
 log = logging.getLogger("twofold")
 
@@ -294,8 +295,8 @@ def prepare(env: dict[str, str]) -> list[Stop]:
     stops: list[Stop] = []
     data_dir = Path(env.get("DATA_DIR", ".data"))
     if not (env.get("DATABASE_URL") and env.get("REDIS_URL")):
-        host, port = env.get("HOST", "127.0.0.1"), env.get("PORT", "8910")
-        stops.append(instance.claim(data_dir, f"serving http://{host}:{port}"))
+        url = local_address(env.get("HOST", "127.0.0.1"), env.get("PORT", "8910"))[2]
+        stops.append(instance.claim(data_dir, f"serving {url}"))
     try:
         if not env.get("DATABASE_URL"):
             url, stop = start_postgres(data_dir / "pg")
